@@ -1,0 +1,105 @@
+package result
+
+import (
+	"slices"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/results"
+)
+
+// Column is one compiler of the matrix with the drivers built by it, in
+// driver order. A column with several drivers (clang: bpf and modern_bpf)
+// is drawn as side-by-side sub-cells.
+type Column struct {
+	Compiler string
+	Drivers  []string
+}
+
+// Grid is the shape of a matrix: kernels (rows, by version) and compilers
+// (columns, gcc then clang, by version), with the cells of a results file.
+type Grid struct {
+	Kernels []string
+	Columns []Column
+	cells   map[cellKey]*results.Cell
+}
+
+type cellKey struct{ kernel, compiler, driver string }
+
+func keyOf(c *results.Cell) cellKey { return cellKey{c.Kernel, c.Compiler, c.Driver} }
+
+// NewGrid arranges the cells of f.
+func NewGrid(f *results.File) *Grid {
+	g := &Grid{cells: make(map[cellKey]*results.Cell, len(f.Cells))}
+	drivers := map[string][]string{}
+	for i := range f.Cells {
+		c := &f.Cells[i]
+		g.cells[keyOf(c)] = c
+		if !slices.Contains(g.Kernels, c.Kernel) {
+			g.Kernels = append(g.Kernels, c.Kernel)
+		}
+		if !slices.Contains(drivers[c.Compiler], c.Driver) {
+			drivers[c.Compiler] = append(drivers[c.Compiler], c.Driver)
+		}
+	}
+	slices.SortFunc(g.Kernels, results.CompareKernels)
+	for comp, ds := range drivers {
+		slices.SortFunc(ds, results.CompareDrivers)
+		g.Columns = append(g.Columns, Column{Compiler: comp, Drivers: ds})
+	}
+	slices.SortFunc(g.Columns, func(a, b Column) int { return results.CompareCompilers(a.Compiler, b.Compiler) })
+	return g
+}
+
+// Cell returns the cell at kernel x compiler x driver, or nil.
+func (g *Grid) Cell(kernel, compiler, driver string) *results.Cell {
+	return g.cells[cellKey{kernel, compiler, driver}]
+}
+
+// Index returns the row, the column and the driver's sub-cell of a cell.
+func (g *Grid) Index(kernel, compiler, driver string) (row, col, sub int, ok bool) {
+	row = slices.Index(g.Kernels, kernel)
+	col = slices.IndexFunc(g.Columns, func(c Column) bool { return c.Compiler == compiler })
+	if row < 0 || col < 0 {
+		return 0, 0, 0, false
+	}
+	sub = slices.Index(g.Columns[col].Drivers, driver)
+	return row, col, sub, sub >= 0
+}
+
+// Drivers lists every driver of the grid, in driver order.
+func (g *Grid) Drivers() []string {
+	var out []string
+	for _, c := range g.Columns {
+		for _, d := range c.Drivers {
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	slices.SortFunc(out, results.CompareDrivers)
+	return out
+}
+
+// SubColumns is the number of sub-cells across the grid.
+func (g *Grid) SubColumns() int {
+	n := 0
+	for _, c := range g.Columns {
+		n += len(c.Drivers)
+	}
+	return n
+}
+
+// HasTests reports whether any cell has a test record other than not-run.
+func (g *Grid) HasTests() bool {
+	for _, c := range g.cells {
+		if c.Test != nil && c.Test.Status != results.TestNotRun {
+			return true
+		}
+	}
+	return false
+}
+
+// HasHoles reports whether some kernel lacks a cell that another kernel
+// has, so the matrix has empty places.
+func (g *Grid) HasHoles() bool {
+	return len(g.cells) < len(g.Kernels)*g.SubColumns()
+}

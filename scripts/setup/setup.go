@@ -1,0 +1,302 @@
+// Package setup checks the host for what the suite needs (the doctor) and,
+// on Debian as root, installs what is missing and starts the Docker engine.
+// Each missing piece is reported on one line with the command that fixes it.
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+	goversion "github.com/hashicorp/go-version"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+// MinGo is the oldest Go toolchain the suite builds with.
+const MinGo = "1.24"
+
+// Purpose selects which requirements matter.
+type Purpose int
+
+const (
+	// Run is what the pipeline needs.
+	Run Purpose = iota
+	// Test is what the test suite needs on top (real sshd, rpmbuild, vagrant).
+	Test
+)
+
+// Requirement is one thing the host must have.
+type Requirement struct {
+	Name     string   // what a person calls it
+	Optional bool     // reported, never an error
+	ForTests bool     // needed only by the tests
+	Packages []string // Debian packages that provide it
+	// Check returns a short description (a version) or an error saying
+	// what is wrong.
+	Check func(ctx context.Context) (string, error)
+	// Fix is the command that fixes it when Packages alone do not say.
+	Fix string
+}
+
+// Requirements lists everything the doctor checks, in order.
+func Requirements() []Requirement {
+	return []Requirement{
+		{Name: "go", Check: checkGo, Fix: "install Go >= " + MinGo + " from https://go.dev/dl/"},
+		{Name: "docker engine", Packages: []string{"docker.io"}, Check: checkDocker},
+		{Name: "qemu-system-x86_64", Packages: []string{"qemu-system-x86"}, Check: versionOf("qemu-system-x86_64", "--version")},
+		{Name: "cmake", Packages: []string{"cmake"}, Check: versionOf("cmake", "--version")},
+		{Name: "debootstrap", Packages: []string{"debootstrap"}, Check: versionOf("debootstrap", "--version")},
+		{Name: "gpgv", Packages: []string{"gpgv", "debian-archive-keyring"}, Check: fileCheck("/usr/share/keyrings/debian-archive-keyring.gpg", "gpgv")},
+		{Name: "make", Packages: []string{"make"}, Check: versionOf("make", "--version")},
+		{Name: "rpmbuild", ForTests: true, Packages: []string{"rpm"}, Check: versionOf("rpmbuild", "--version")},
+		{Name: "sshd", ForTests: true, Packages: []string{"openssh-server"}, Check: fileCheck("/usr/sbin/sshd")},
+		{Name: "vagrant", Optional: true, ForTests: true, Packages: []string{"vagrant"}, Check: versionOf("vagrant", "--version")},
+		{Name: "VirtualBox", Optional: true, Check: versionOf("VBoxManage", "--version"),
+			Fix: "install VirtualBox from https://www.virtualbox.org/wiki/Downloads (optional: VM_PROVIDER=qemu needs none)"},
+	}
+}
+
+// Result is the outcome of one requirement's check.
+type Result struct {
+	Requirement
+	Detail string
+	Err    error
+}
+
+// Doctor checks every requirement for purpose, prints one line each, and
+// returns an error listing the required pieces that are missing.
+func Doctor(ctx context.Context, purpose Purpose, out *ui.Printer) ([]Result, error) {
+	var res []Result
+	var missing []string
+	for _, r := range Requirements() {
+		if r.ForTests && purpose != Test && !r.Optional {
+			continue
+		}
+		detail, err := r.Check(ctx)
+		res = append(res, Result{Requirement: r, Detail: detail, Err: err})
+		switch {
+		case err == nil:
+			out.Linef("ok       %-20s %s", r.Name, detail)
+		case r.Optional:
+			out.Linef("optional %-20s %v; to add it: %s", r.Name, err, r.fix())
+		default:
+			out.Linef("MISSING  %-20s %v; fix: %s", r.Name, err, r.fix())
+			missing = append(missing, r.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return res, fmt.Errorf("host is not ready: missing %s (run `go run mage.go setup` as root on Debian, or the fix commands above)", strings.Join(missing, ", "))
+	}
+	return res, nil
+}
+
+// Install installs what Doctor finds missing for purpose (apt-get as root
+// on Debian), starts the Docker engine when it is installed but not
+// running, and checks again.
+func Install(ctx context.Context, purpose Purpose, out *ui.Printer) error {
+	res, err := Doctor(ctx, purpose, ui.Discard())
+	if err == nil {
+		out.Linef("setup: host is ready")
+		return nil
+	}
+	var pkgs []string
+	dockerDown := false
+	for _, r := range res {
+		if r.Err == nil || r.Optional {
+			continue
+		}
+		if r.Name == "docker engine" && onPath("dockerd") {
+			dockerDown = true
+			continue
+		}
+		pkgs = append(pkgs, r.Packages...)
+	}
+	if len(pkgs) > 0 {
+		if os.Geteuid() != 0 || !onPath("apt-get") {
+			return fmt.Errorf("setup: cannot install %s here (needs root on Debian); install them and re-run: %w", strings.Join(pkgs, " "), err)
+		}
+		if err := aptInstall(ctx, out, pkgs); err != nil {
+			return err
+		}
+		dockerDown = true // a fresh docker.io install needs its engine started
+	}
+	if dockerDown {
+		if _, err := checkDocker(ctx); err != nil {
+			if err := StartDocker(ctx, out); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = Doctor(ctx, purpose, out)
+	return err
+}
+
+func aptInstall(ctx context.Context, out *ui.Printer, pkgs []string) error {
+	out.Linef("setup: apt-get install %s", strings.Join(pkgs, " "))
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	for _, args := range [][]string{
+		{"update", "-qq"},
+		append([]string{"install", "-y", "-qq", "--no-install-recommends"}, pkgs...),
+	} {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = env
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("setup: apt-get %s: %w\n%s", args[0], err, tail(string(b), 20))
+		}
+	}
+	return nil
+}
+
+// StartDocker starts the Docker engine: through systemd when it runs,
+// else dockerd detached in its own session, logging to
+// /var/log/testvm-dockerd.log. It waits until the engine answers.
+func StartDocker(ctx context.Context, out *ui.Printer) error {
+	if os.Geteuid() != 0 {
+		return errors.New("setup: the Docker engine is not running; start it as root: dockerd (or systemctl start docker)")
+	}
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		out.Linef("setup: systemctl start docker")
+		if b, err := exec.CommandContext(ctx, "systemctl", "start", "docker").CombinedOutput(); err != nil {
+			return fmt.Errorf("setup: systemctl start docker: %w: %s", err, b)
+		}
+	} else {
+		logPath := "/var/log/testvm-dockerd.log"
+		out.Linef("setup: starting dockerd (log: %s)", logPath)
+		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(lookPath("dockerd"))
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("setup: start dockerd: %w", err)
+		}
+		_ = cmd.Process.Release()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := checkDocker(ctx); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("setup: the Docker engine did not come up in 60 s: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r Requirement) fix() string {
+	if r.Fix != "" {
+		return r.Fix
+	}
+	if r.Name == "docker engine" {
+		return "apt-get install -y docker.io && dockerd & (or systemctl start docker; on macOS start Docker Desktop)"
+	}
+	return "apt-get install -y " + strings.Join(r.Packages, " ")
+}
+
+func checkGo(context.Context) (string, error) {
+	have := strings.TrimPrefix(runtime.Version(), "go")
+	v, err := goversion.NewVersion(strings.Fields(have)[0])
+	if err != nil {
+		return have, nil // a development toolchain
+	}
+	if v.LessThan(goversion.Must(goversion.NewVersion(MinGo))) {
+		return "", fmt.Errorf("go %s is older than %s", have, MinGo)
+	}
+	return "go" + have, nil
+}
+
+// DockerUnreachable is the one line printed when the engine does not answer.
+const DockerUnreachable = "the Docker daemon is unreachable (start it: `dockerd &` as root, or `systemctl start docker`; or run `go run mage.go setup`)"
+
+func checkDocker(ctx context.Context) (string, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := cli.ServerVersion(ctx)
+	if err != nil {
+		if !onPath("dockerd") && !onPath("docker") {
+			return "", errors.New("not installed")
+		}
+		return "", errors.New("installed but the daemon is unreachable")
+	}
+	return "engine " + v.Version + ", API " + v.APIVersion, nil
+}
+
+var versionRe = regexp.MustCompile(`[0-9]+\.[0-9]+(\.[0-9]+)?`)
+
+func versionOf(name string, args ...string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		path := lookPath(name)
+		if path == "" {
+			return "", errors.New("not found")
+		}
+		b, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %v", name, strings.Join(args, " "), err)
+		}
+		if v := versionRe.FindString(string(b)); v != "" {
+			return v, nil
+		}
+		return "found", nil
+	}
+}
+
+func fileCheck(path string, programs ...string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) {
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("%s not found", path)
+		}
+		for _, p := range programs {
+			if lookPath(p) == "" {
+				return "", fmt.Errorf("%s not found", p)
+			}
+		}
+		return path, nil
+	}
+}
+
+// lookPath finds a program on PATH or in the sbin directories a non-root
+// PATH often lacks.
+func lookPath(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+func onPath(name string) bool { return lookPath(name) != "" }
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
