@@ -1,11 +1,11 @@
 //go:build mage
 
-// test/vm: does each Falco driver (kmod, bpf, modern_bpf) compile, load and
-// deliver events, for a grid of kernels x compilers? `go run mage.go all`
-// runs the whole pipeline; settings are VM_* environment variables (README).
+// test/vm checks, for a grid of kernels x compilers, that each Falco driver compiles, loads and delivers events.
 //
-// Each target is a few lines that call a package under scripts/; the
-// dependencies between targets are those of the original CMake targets.
+// `go run mage.go all` runs the whole pipeline; settings are VM_* environment
+// variables (README). Each target is a few lines that call a package under
+// scripts/; the dependencies between targets are those of the original CMake
+// targets.
 package main
 
 import (
@@ -34,10 +34,13 @@ var out = ui.Stdout()
 // target does work, and says which driver tree the run builds.
 var conf = sync.OnceValues(func() (*config.Config, error) {
 	c, err := config.Load(".")
-	if err == nil && c.StandIn {
+	if err != nil {
+		return nil, err
+	}
+	if c.StandIn {
 		out.Linef("%s", c.SourceNote())
 	}
-	return c, err
+	return c, setup.PrepareBuildDir(c.BuildDir)
 })
 
 // Setup installs what the host lacks (apt-get, as root on Debian) and starts the Docker engine.
@@ -147,7 +150,7 @@ func Cleanup(ctx context.Context) error {
 	vmErr := vm.Cleanup(ctx, c, out)
 	ctErr := container.Cleanup(ctx, c, out)
 	out.Linef("cleanup: removing %s", c.BuildDir)
-	if err := os.RemoveAll(c.BuildDir); err != nil {
+	if err := setup.RemoveTree(c.BuildDir); err != nil {
 		return err
 	}
 	if vmErr != nil {

@@ -33,6 +33,7 @@ type Config struct {
 	Root        string        // directory of the magefile (this project)
 	BuildDir    string        // VM_BUILD_DIR: every output and cache
 	KernelsFile string        // VM_KERNELS: the kernel grid
+	KernelsSet  bool          // VM_KERNELS was given (not the default grid)
 	LibsDir     string        // VM_LIBS_DIR, or the stand-in tree when StandIn
 	StandIn     bool          // LibsDir is the bundled stand-in driver tree
 	Compilers   []string      // VM_COMPILERS, e.g. gcc-12, clang-14
@@ -69,6 +70,7 @@ func Parse(getenv func(string) string, root string) (*Config, error) {
 	c := &Config{Root: root}
 	c.BuildDir = p.path("VM_BUILD_DIR", "build")
 	c.KernelsFile = p.path("VM_KERNELS", "kernels.txt")
+	c.KernelsSet = strings.TrimSpace(getenv("VM_KERNELS")) != ""
 	c.LibsDir = p.path("VM_LIBS_DIR", filepath.Join("..", ".."))
 	c.Compilers = p.compilers("VM_COMPILERS", DefaultCompilers)
 	c.Drivers = p.list("VM_DRIVERS", strings.Join(Drivers, ","), Drivers)

@@ -87,3 +87,20 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelsSet(t *testing.T) {
+	c, err := Parse(env(nil), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KernelsSet {
+		t.Error("KernelsSet without VM_KERNELS")
+	}
+	c, err = Parse(env(map[string]string{"VM_KERNELS": "grid.txt"}), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.KernelsSet || filepath.Base(c.KernelsFile) != "grid.txt" {
+		t.Errorf("VM_KERNELS=grid.txt: set %v, file %s", c.KernelsSet, c.KernelsFile)
+	}
+}

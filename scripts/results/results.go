@@ -78,6 +78,7 @@ type Test struct {
 	Log      string  `json:"log,omitempty"` // relative to the build dir
 	Attempts int     `json:"attempts"`
 	Seconds  float64 `json:"seconds"`
+	Capture  float64 `json:"capture_seconds,omitempty"` // time scap-open ran in the guest
 	Provider string  `json:"provider,omitempty"`
 }
 

@@ -23,7 +23,7 @@ import (
 )
 
 // MinGo is the oldest Go toolchain the suite builds with.
-const MinGo = "1.24"
+const MinGo = "1.26"
 
 // Purpose selects which requirements matter.
 type Purpose int
@@ -59,6 +59,9 @@ func Requirements() []Requirement {
 		{Name: "gpgv", Packages: []string{"gpgv", "debian-archive-keyring"}, Check: fileCheck("/usr/share/keyrings/debian-archive-keyring.gpg", "gpgv")},
 		{Name: "make", Packages: []string{"make"}, Check: versionOf("make", "--version")},
 		{Name: "rpmbuild", ForTests: true, Packages: []string{"rpm"}, Check: versionOf("rpmbuild", "--version")},
+		{Name: "libbpf/libelf headers", ForTests: true, Packages: []string{"gcc", "libbpf-dev", "libelf-dev", "zlib1g-dev", "pkg-config"},
+			Check: fileCheck("/usr/include/bpf/libbpf.h", "cc", "pkg-config")},
+		{Name: "clang", ForTests: true, Packages: []string{"clang", "llvm"}, Check: versionOf("clang", "--version")},
 		{Name: "sshd", ForTests: true, Packages: []string{"openssh-server"}, Check: fileCheck("/usr/sbin/sshd")},
 		{Name: "vagrant", Optional: true, ForTests: true, Packages: []string{"vagrant"}, Check: versionOf("vagrant", "--version")},
 		{Name: "VirtualBox", Optional: true, Check: versionOf("VBoxManage", "--version"),

@@ -1,0 +1,387 @@
+// Package apt resolves apt references (apt:[SUITE/]PACKAGE[=VERSION]) to
+// package URLs with the size and SHA256 of Debian's signed index, without
+// apt and without touching the host's apt configuration.
+//
+// For each suite it fetches dists/<suite>/InRelease from the mirror,
+// verifies its OpenPGP signature against the Debian archive keyring, reads
+// the SHA256 of main/binary-<arch>/Packages.xz from it, downloads that file
+// (verified against the checksum) and looks the packages up in it. The
+// verified files are kept per suite under a private state directory, so a
+// re-run fetches only InRelease (tens to a few hundred KiB per suite) and
+// downloads Packages.xz again only when the archive has changed.
+package apt
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+	"github.com/xi2/xz"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/download"
+)
+
+// DefaultKeyring is Debian's archive keyring (package debian-archive-keyring).
+const DefaultKeyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+// Package is a resolved apt reference.
+type Package struct {
+	Name, Version, Suite string
+	URL                  string // mirror + Filename
+	Filename             string // path in the archive, e.g. pool/main/l/linux/...
+	Size                 int64
+	SHA256               string
+}
+
+// FileName is the package's file name (the last element of Filename).
+func (p Package) FileName() string { return filepath.Base(p.Filename) }
+
+// Resolver looks packages up in the indexes of a Debian mirror.
+type Resolver struct {
+	Mirror        string   // archive root, e.g. the host's Debian mirror
+	DefaultSuites []string // searched when a reference names no suite
+	StateDir      string   // private index cache, e.g. build/apt
+	Keyring       string   // OpenPGP keyring that signs InRelease
+	Arch          string   // Debian architecture, default amd64
+	Client        *http.Client
+
+	mu         sync.Mutex
+	indexBytes atomic.Int64
+	notes      []string
+}
+
+// Query is one apt reference: PACKAGE[=VERSION] in Suite ("" = the
+// default suites, newest version wins).
+type Query struct{ Suite, Package, Version string }
+
+func (q Query) String() string {
+	s := "apt:" + q.Package
+	if q.Suite != "" {
+		s = "apt:" + q.Suite + "/" + q.Package
+	}
+	if q.Version != "" {
+		s += "=" + q.Version
+	}
+	return s
+}
+
+// Answer is the resolution of one Query.
+type Answer struct {
+	Package Package
+	Err     error
+}
+
+// IndexBytes is the number of index bytes (InRelease, Packages.xz)
+// received from the network so far.
+func (r *Resolver) IndexBytes() int64 { return r.indexBytes.Load() }
+
+// Notes returns what the resolver wants people to know (e.g. an offline
+// run using a cached index).
+func (r *Resolver) Notes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.notes...)
+}
+
+func (r *Resolver) note(format string, a ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, fmt.Sprintf(format, a...))
+}
+
+// archive returns the archive root that serves suite.
+func (r *Resolver) archive(suite string) string {
+	if strings.HasSuffix(suite, "-security") {
+		return SecurityArchive(r.Mirror)
+	}
+	return strings.TrimRight(r.Mirror, "/")
+}
+
+func (r *Resolver) arch() string {
+	if r.Arch == "" {
+		return "amd64"
+	}
+	return r.Arch
+}
+
+func (r *Resolver) suitesOf(q Query) []string {
+	if q.Suite != "" {
+		return []string{q.Suite}
+	}
+	return r.DefaultSuites
+}
+
+// ResolveAll answers every query, in order. Each suite's index is fetched
+// and read once, whatever the number of queries; a suite that cannot be
+// fetched fails only the queries that need it.
+func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
+	type suiteScan struct {
+		names map[string]bool
+		found map[string][]Package
+		err   error
+	}
+	scans := map[string]*suiteScan{}
+	for _, q := range qs {
+		for _, s := range r.suitesOf(q) {
+			if scans[s] == nil {
+				scans[s] = &suiteScan{names: map[string]bool{}}
+			}
+			scans[s].names[q.Package] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for suite, sc := range scans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path, err := r.fetchIndex(ctx, suite)
+			if err == nil {
+				sc.found, err = scanPackages(ctx, path, sc.names, suite, r.archive(suite))
+				if err != nil {
+					err = fmt.Errorf("suite %s: read index: %w", suite, err)
+				}
+			}
+			sc.err = err
+		}()
+	}
+	wg.Wait()
+	out := make([]Answer, len(qs))
+	for i, q := range qs {
+		suites := r.suitesOf(q)
+		if len(suites) == 0 {
+			out[i].Err = fmt.Errorf("%s names no suite and the host's apt sources list none", q)
+			continue
+		}
+		var best Package
+		var seen []string
+		for _, s := range suites {
+			if err := scans[s].err; err != nil {
+				out[i].Err = fmt.Errorf("%s: %w", q, err)
+				break
+			}
+			for _, c := range scans[s].found[q.Package] {
+				seen = append(seen, c.Version+" in "+s)
+				if q.Version != "" && c.Version != q.Version {
+					continue
+				}
+				if best.Name == "" || CompareVersions(c.Version, best.Version) > 0 {
+					best = c
+				}
+			}
+		}
+		where := fmt.Sprintf("suite %s of %s", strings.Join(suites, ", "), r.Mirror)
+		switch {
+		case out[i].Err != nil:
+		case best.Name != "":
+			out[i].Package = best
+		case len(seen) > 0:
+			out[i].Err = fmt.Errorf("%s: version %s is not in %s (there: %s)", q, q.Version, where, strings.Join(seen, ", "))
+		default:
+			out[i].Err = fmt.Errorf("%s: package %s is not in %s", q, q.Package, where)
+		}
+	}
+	return out
+}
+
+// fetchIndex makes sure the verified Packages.xz of suite is in the state
+// directory and returns its path.
+func (r *Resolver) fetchIndex(ctx context.Context, suite string) (string, error) {
+	dir := filepath.Join(r.StateDir, suite)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	base := r.archive(suite) + "/dists/" + suite
+	release, err := r.fetchInRelease(ctx, base+"/InRelease")
+	cached := filepath.Join(dir, "InRelease.verified")
+	if err != nil {
+		// Offline re-runs may use the last verified index.
+		old, rerr := os.ReadFile(cached)
+		if rerr != nil || ctx.Err() != nil {
+			return "", fmt.Errorf("suite %s: %w", suite, err)
+		}
+		r.note("suite %s: %v; using the index verified earlier", suite, err)
+		release = old
+	} else if err := writeAtomic(cached, release); err != nil {
+		return "", err
+	}
+	comp := "main/binary-" + r.arch() + "/Packages.xz"
+	sum, size, err := releaseChecksum(release, comp)
+	if err != nil {
+		return "", fmt.Errorf("suite %s: %w", suite, err)
+	}
+	dl := download.New(r.Client, 1)
+	dest := filepath.Join(dir, "Packages.xz")
+	if _, err := dl.Get(ctx, download.Item{URL: base + "/" + comp, Dest: dest, Size: size, SHA256: sum}); err != nil {
+		return "", fmt.Errorf("suite %s: index: %w", suite, err)
+	}
+	r.indexBytes.Add(dl.Bytes())
+	return dest, nil
+}
+
+// fetchInRelease downloads InRelease and returns its signed text, after
+// checking the signature.
+func (r *Resolver) fetchInRelease(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	client := r.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %s (is the suite name right?)", url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	r.indexBytes.Add(int64(len(body)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	text, err := r.verify(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	return text, nil
+}
+
+// verify checks a clear-signed InRelease against the keyring and returns
+// the signed text.
+func (r *Resolver) verify(body []byte) ([]byte, error) {
+	keyring := r.Keyring
+	if keyring == "" {
+		keyring = DefaultKeyring
+	}
+	f, err := os.Open(keyring)
+	if err != nil {
+		return nil, fmt.Errorf("cannot check the index signature: %w (install debian-archive-keyring)", err)
+	}
+	defer f.Close()
+	keys, err := openpgp.ReadKeyRing(f)
+	if err != nil {
+		return nil, fmt.Errorf("keyring %s: %w", keyring, err)
+	}
+	block, _ := clearsign.Decode(body)
+	if block == nil {
+		return nil, errors.New("not a clear-signed InRelease file")
+	}
+	if _, err := block.VerifySignature(keys, nil); err != nil {
+		return nil, fmt.Errorf("bad or unknown signature (keyring %s): %w", keyring, err)
+	}
+	return block.Plaintext, nil
+}
+
+// releaseChecksum finds path's SHA256 and size in a Release text.
+func releaseChecksum(release []byte, path string) (string, int64, error) {
+	in := false
+	sc := bufio.NewScanner(bytes.NewReader(release))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, " ") {
+			in = strings.HasPrefix(line, "SHA256:")
+			continue
+		}
+		f := strings.Fields(line)
+		if in && len(f) == 3 && f[2] == path {
+			size, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil || len(f[0]) != 64 {
+				return "", 0, fmt.Errorf("bad SHA256 line for %s in InRelease", path)
+			}
+			return f[0], size, nil
+		}
+	}
+	return "", 0, fmt.Errorf("InRelease lists no SHA256 for %s", path)
+}
+
+// scanPackages streams a Packages.xz file and returns the stanzas of the
+// wanted packages.
+func scanPackages(ctx context.Context, file string, want map[string]bool, suite, archive string) (map[string][]Package, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	z, err := xz.NewReader(bufio.NewReaderSize(f, 1<<16), 0)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Package{}
+	sc := bufio.NewScanner(z)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	var cur Package
+	keep := false
+	flush := func() {
+		if keep && cur.Filename != "" {
+			cur.Suite = suite
+			cur.URL = archive + "/" + cur.Filename
+			out[cur.Name] = append(out[cur.Name], cur)
+		}
+		cur, keep = Package{}, false
+	}
+	n := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			flush()
+			if n++; n%4096 == 0 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		if line[0] == ' ' {
+			continue
+		}
+		k, v, _ := strings.Cut(line, ": ")
+		switch k {
+		case "Package":
+			cur.Name, keep = v, want[v]
+		case "Version":
+			cur.Version = v
+		case "Filename":
+			cur.Filename = v
+		case "Size":
+			cur.Size, _ = strconv.ParseInt(v, 10, 64)
+		case "SHA256":
+			cur.SHA256 = v
+		}
+	}
+	flush()
+	return out, sc.Err()
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}

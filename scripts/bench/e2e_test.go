@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/container"
+	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+// TestE2EBench runs the whole bench on the CI grid with two compilers in
+// the shared end-to-end build dir (VM_E2E_BUILD, default <repo>/build/e2e)
+// and checks that the report holds every figure, measured.
+func TestE2EBench(t *testing.T) {
+	if os.Getenv("VM_E2E") != "1" {
+		t.Skip("slow end-to-end test: set VM_E2E=1")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := os.Getenv("VM_E2E_BUILD")
+	if shared == "" {
+		shared = filepath.Join(root, "build", "e2e")
+	}
+	env := map[string]string{
+		"VM_BUILD_DIR":     shared,
+		"VM_KERNELS":       filepath.Join(root, "testdata", "grids", "ci.txt"),
+		"VM_LIBS_DIR":      filepath.Join(root, "no-libs-tree"), // the stand-in tree
+		"VM_PROVIDER":      "qemu",
+		"VM_COMPILERS":     "gcc-12,clang-19",
+		"VM_DEBIAN_MIRROR": os.Getenv("VM_DEBIAN_MIRROR"),
+	}
+	cfg, err := config.Parse(func(k string) string { return env[k] }, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ui.New(os.Stderr)
+	// What the bench target's dependencies provide: builder images and the
+	// grid's packages in the main cache (both reused across runs).
+	if err := container.Build(t.Context(), cfg, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := kernel.Fetch(t.Context(), cfg, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(t.Context(), cfg, out); err != nil {
+		t.Fatalf("bench: %v", err)
+	}
+
+	b, err := os.ReadFile(cfg.Path(ReportFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s: %v", cfg.Path(ReportFile), err)
+	}
+	if err := r.Check(); err != nil {
+		t.Error(err)
+	}
+	if r.CPUs != runtime.NumCPU() || (r.Accel != "kvm" && r.Accel != "tcg") {
+		t.Errorf("machine: %d CPUs, accel %q", r.CPUs, r.Accel)
+	}
+	want := []string{"6.1.0-50-cloud-amd64", "6.12.117+deb13-cloud-amd64"}
+	if !slices.Equal(r.Kernels, want) {
+		t.Errorf("kernels %v, want %v", r.Kernels, want)
+	}
+	for _, name := range []string{"compile cold, jobs=1", "warm / cold", "boot floor " + want[0], "boot floor " + want[1],
+		"cell cost / floor " + want[0], "loop, jobs=1", "per cell, jobs=1", "peak RSS, mage process", "peak RSS, one test VM (qemu)"} {
+		if !slices.ContainsFunc(r.Figures, func(f Figure) bool { return f.Name == name }) {
+			t.Errorf("no figure %q", name)
+		}
+	}
+	for _, f := range r.Figures {
+		if f.Error != "" || math.IsNaN(f.Value) || f.Value < 0 {
+			t.Errorf("figure %q: value %v, error %q", f.Name, f.Value, f.Error)
+		}
+		if f.CPUs != r.CPUs || f.Accel != r.Accel {
+			t.Errorf("figure %q: %d CPUs, accel %q", f.Name, f.CPUs, f.Accel)
+		}
+		if f.Goal != "" && f.Met == nil && f.Note == "" {
+			t.Errorf("figure %q has a goal but no verdict", f.Name)
+		}
+	}
+}

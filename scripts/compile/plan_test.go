@@ -1,0 +1,218 @@
+package compile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/container"
+	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/results"
+)
+
+func testInputs() Inputs {
+	k61 := kernel.Entry{UnameR: "6.1.0-50-cloud-amd64", Sysroot: "/b/headers_extracted/6.1.0-50-cloud-amd64",
+		KernelDir: "/usr/src/linux-headers-6.1.0-50-cloud-amd64", Mounts: []string{"/usr/src", "/usr/lib/linux-kbuild-6.1"},
+		Headers: []string{"/b/headers/linux-headers-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb"}}
+	k612 := kernel.Entry{UnameR: "6.12.117+deb13-cloud-amd64", Sysroot: "/b/headers_extracted/6.12.117+deb13-cloud-amd64",
+		KernelDir: "/usr/src/linux-headers-6.12.117+deb13-cloud-amd64", Mounts: []string{"/usr/src", "/usr/lib/linux-kbuild-6.12.117+deb13"}}
+	broken := kernel.Entry{UnameR: "5.10.0-32-cloud-amd64", Error: "linux-kbuild-5.10: 404 Not Found"}
+	return Inputs{
+		Kernels:   []kernel.Entry{k61, k612, broken},
+		GlibcNeed: map[string]string{k61.UnameR: "2.34", k612.UnameR: "2.38"},
+		Images: []container.Image{
+			{Spec: container.Spec{Suite: "bookworm", Compilers: []string{"gcc-11", "gcc-12", "clang-13", "clang-14"}}, ID: "sha256:bw", Glibc: "2.36"},
+			{Spec: container.Spec{Suite: "trixie", Compilers: []string{"gcc-12", "gcc-14", "clang-19"}}, ID: "sha256:tx", Glibc: "2.41"},
+		},
+		Compilers:  []string{"gcc-12", "gcc-14", "clang-14", "clang-19", "clang-11", "gcc-7"},
+		Drivers:    []string{"kmod", "bpf", "modern_bpf"},
+		HasBPF:     true,
+		SourceHash: "src1",
+		ScapOpen:   true,
+	}
+}
+
+func byCell(jobs []Job, skips []Skip) (map[string]Job, map[string]string) {
+	j := map[string]Job{}
+	for _, x := range jobs {
+		for _, c := range x.Cells {
+			j[c.String()] = x
+		}
+		if x.Driver == DriverScapOpen {
+			j["scap-open"] = x
+		}
+	}
+	s := map[string]string{}
+	for _, x := range skips {
+		s[x.Cell.String()] = x.Reason
+	}
+	return j, s
+}
+
+func TestPlan(t *testing.T) {
+	jobs, skips := Plan(testInputs())
+	j, s := byCell(jobs, skips)
+	builds := map[string]string{ // cell -> suite of the image that builds it
+		"gcc-12/6.1.0-50-cloud-amd64/kmod":               "bookworm",
+		"gcc-12/6.12.117+deb13-cloud-amd64/kmod":         "trixie", // bookworm's glibc cannot run 6.12's fixdep
+		"gcc-14/6.1.0-50-cloud-amd64/kmod":               "trixie",
+		"gcc-14/6.12.117+deb13-cloud-amd64/kmod":         "trixie",
+		"clang-14/6.1.0-50-cloud-amd64/bpf":              "bookworm",
+		"clang-19/6.1.0-50-cloud-amd64/bpf":              "trixie",
+		"clang-19/6.12.117+deb13-cloud-amd64/bpf":        "trixie",
+		"clang-14/6.1.0-50-cloud-amd64/modern_bpf":       "bookworm",
+		"clang-14/6.12.117+deb13-cloud-amd64/modern_bpf": "bookworm", // no headers involved
+		"clang-19/6.12.117+deb13-cloud-amd64/modern_bpf": "trixie",
+		"scap-open": "trixie",
+	}
+	for cell, suite := range builds {
+		if got := j[cell].Image.Suite; got != suite {
+			t.Errorf("%s: built in %q, want %q (skip %q)", cell, got, suite, s[cell])
+		}
+	}
+	wantSkips := map[string]string{
+		"clang-14/6.12.117+deb13-cloud-amd64/bpf":   "builder glibc 2.36 < needed 2.38",
+		"gcc-7/6.1.0-50-cloud-amd64/kmod":           "no builder provides gcc-7",
+		"clang-11/6.1.0-50-cloud-amd64/bpf":         "no builder provides clang-11",
+		"clang-11/6.1.0-50-cloud-amd64/modern_bpf":  ReasonModernClang,
+		"gcc-12/5.10.0-32-cloud-amd64/kmod":         "no headers: linux-kbuild-5.10: 404 Not Found",
+		"clang-19/5.10.0-32-cloud-amd64/modern_bpf": "no headers: linux-kbuild-5.10: 404 Not Found",
+	}
+	for cell, reason := range wantSkips {
+		if s[cell] != reason {
+			t.Errorf("%s: skip reason %q, want %q", cell, s[cell], reason)
+		}
+	}
+	// Every cell of the grid is either built or skipped, never both.
+	if n := 3 * (3 + 3*2); len(j)-1+len(s) != n {
+		t.Errorf("%d built + %d skipped cells, want %d in all", len(j)-1, len(s), n)
+	}
+	for cell := range j {
+		if _, ok := s[cell]; ok {
+			t.Errorf("%s both built and skipped", cell)
+		}
+	}
+	// modern_bpf is one job per clang, recorded on every kernel with headers.
+	m := j["clang-19/6.1.0-50-cloud-amd64/modern_bpf"]
+	if len(m.Cells) != 2 || m.Kernel != nil || m.Artifact != "driver/clang-19/modern_bpf/scap-open" {
+		t.Errorf("modern_bpf job: %+v", m)
+	}
+	k := j["gcc-12/6.1.0-50-cloud-amd64/kmod"]
+	if k.Artifact != "driver/gcc-12/6.1.0-50-cloud-amd64.ko" || k.Log != "logs/compile/gcc-12/6.1.0-50-cloud-amd64.kmod.log" {
+		t.Errorf("kmod job paths: %s %s", k.Artifact, k.Log)
+	}
+	if b := j["clang-19/6.1.0-50-cloud-amd64/bpf"]; b.Artifact != "driver/clang-19/6.1.0-50-cloud-amd64.o" || b.HostGCC != "gcc-14" {
+		t.Errorf("bpf job: %s host %s", b.Artifact, b.HostGCC)
+	}
+}
+
+func TestPlanKeys(t *testing.T) {
+	in := testInputs()
+	a, _ := Plan(in)
+	b, _ := Plan(in)
+	for i := range a {
+		if a[i].Key != b[i].Key {
+			t.Fatalf("keys differ between identical plans")
+		}
+	}
+	keys := map[string]bool{}
+	for _, j := range a {
+		if keys[j.Key] {
+			t.Errorf("duplicate key %s (%s)", j.Key, j.Name())
+		}
+		keys[j.Key] = true
+	}
+	in.SourceHash = "src2"
+	c, _ := Plan(in)
+	for i := range a {
+		if a[i].Key == c[i].Key {
+			t.Errorf("%s: key unchanged after the source changed", a[i].Name())
+		}
+	}
+}
+
+func TestPlanWithoutBPFDriver(t *testing.T) {
+	in := testInputs()
+	in.HasBPF = false
+	in.Drivers = []string{"bpf"}
+	jobs, skips := Plan(in)
+	for _, j := range jobs {
+		t.Errorf("unexpected job %s", j.Name())
+	}
+	_, s := byCell(jobs, skips)
+	if s["clang-19/6.1.0-50-cloud-amd64/bpf"] != ReasonNotInLibs {
+		t.Errorf("bpf skip: %q", s["clang-19/6.1.0-50-cloud-amd64/bpf"])
+	}
+}
+
+func TestRecipeIsTheLibsInterface(t *testing.T) {
+	jobs, _ := Plan(testInputs())
+	j, _ := byCell(jobs, nil)
+	for cell, want := range map[string][]string{
+		"gcc-12/6.1.0-50-cloud-amd64/kmod": {
+			"CC=gcc-12 CXX=g++-12 cmake -DUSE_BUNDLED_DEPS=ON -DCREATE_TEST_TARGETS=OFF /libs",
+			"make driver KERNELDIR=/usr/src/linux-headers-6.1.0-50-cloud-amd64 CC=gcc-12",
+		},
+		"clang-14/6.1.0-50-cloud-amd64/bpf": {
+			"cmake -DUSE_BUNDLED_DEPS=ON -DUSE_BUNDLED_LIBELF=OFF -DCREATE_TEST_TARGETS=OFF -DBUILD_BPF=ON /libs",
+			"make bpf KERNELDIR=/usr/src/linux-headers-6.1.0-50-cloud-amd64 CLANG=clang-14 LLC=llc-14",
+			"cp driver/bpf/probe.o",
+		},
+		"clang-19/6.1.0-50-cloud-amd64/modern_bpf": {
+			"-DUSE_BUNDLED_DEPS=OFF -DCREATE_TEST_TARGETS=OFF -DBUILD_LIBSINSP_EXAMPLES=OFF",
+			"-DBUILD_LIBSCAP_MODERN_BPF=ON -DMODERN_CLANG_EXE=/usr/bin/clang-19 /libs",
+			"make scap-open", "cp libscap/examples/01-open/scap-open /out/scap-open",
+		},
+	} {
+		script := Recipe(j[cell])
+		for _, w := range want {
+			if !strings.Contains(script, w) {
+				t.Errorf("%s recipe lacks %q:\n%s", cell, w, script)
+			}
+		}
+	}
+}
+
+func TestFailureReason(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.log")
+	os.WriteFile(p, []byte(`+ make driver KERNELDIR=/usr/src/linux-headers-6.1.0-50-cloud-amd64 CC=gcc-11
+  CC [M]  /libs/build/driver/main.o
+gcc-11: error: unrecognized command-line option '-ftrivial-auto-var-init=zero'
+make[3]: *** [scripts/Makefile.build:250: main.o] Error 1
+`), 0o644)
+	if got := failureReason(p, 2); got != "gcc-11: error: unrecognized command-line option '-ftrivial-auto-var-init=zero'" {
+		t.Errorf("reason %q", got)
+	}
+	os.WriteFile(p, []byte("nothing useful\n"), 0o644)
+	if got := failureReason(p, 3); got != "exit status 3" {
+		t.Errorf("reason %q", got)
+	}
+}
+
+func TestUpToDate(t *testing.T) {
+	dir := t.TempDir()
+	j := Job{Driver: DriverKmod, Key: "k1", Artifact: "driver/gcc-12/6.1.ko",
+		Cells: []CellID{{"6.1", "gcc-12", "kmod"}}}
+	f := &results.File{}
+	if upToDate(f, dir, j) {
+		t.Fatal("a cell never built is up to date")
+	}
+	f.SetCompile("6.1", "gcc-12", "kmod", results.Compile{Status: results.CompileOK, Key: "k1", Artifact: j.Artifact})
+	if upToDate(f, dir, j) {
+		t.Fatal("up to date without its artifact")
+	}
+	os.MkdirAll(filepath.Join(dir, "driver/gcc-12"), 0o755)
+	os.WriteFile(filepath.Join(dir, j.Artifact), []byte("ko"), 0o644)
+	if !upToDate(f, dir, j) {
+		t.Fatal("same key and artifact: not up to date")
+	}
+	j.Key = "k2"
+	if upToDate(f, dir, j) {
+		t.Fatal("a changed key is up to date")
+	}
+	f.SetCompile("6.1", "gcc-12", "kmod", results.Compile{Status: results.CompileFail, Key: "k2"})
+	if !upToDate(f, dir, j) {
+		t.Fatal("a failure with the same key is rebuilt")
+	}
+}

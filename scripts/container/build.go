@@ -1,0 +1,252 @@
+package container
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/apt"
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+// Build builds the builder images that cfg.Compilers need and that do not
+// exist yet; an image whose Dockerfile is unchanged is not rebuilt. Build
+// logs go to build/logs/container/<suite>.log.
+func Build(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
+	e, err := Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	images, err := e.Ensure(ctx, cfg, out)
+	for _, im := range images {
+		out.Linef("container: %s ready: %s, glibc %s", im.Tag(), strings.Join(im.Compilers, ", "), im.Glibc)
+	}
+	return err
+}
+
+// Ensure builds the images that cfg.Compilers need when missing and returns
+// them all, oldest suite first.
+func (e *Engine) Ensure(ctx context.Context, cfg *config.Config, out *ui.Printer) ([]Image, error) {
+	specs, err := Specs()
+	if err != nil {
+		return nil, err
+	}
+	need := Needed(specs, cfg.Compilers)
+	if len(need) == 0 {
+		out.Linef("container: no builder image provides any of %s", strings.Join(cfg.Compilers, ", "))
+		return nil, nil
+	}
+	var images []Image
+	for _, s := range need {
+		img, err := e.Inspect(ctx, s)
+		if err != nil {
+			break
+		}
+		images = append(images, img)
+	}
+	if len(images) == len(need) {
+		return images, nil
+	}
+	// Processes sharing a build directory (parallel test packages, two
+	// terminals) build an image once: the second waits, then finds it.
+	unlock, err := lockFile(cfg.Path(".container.lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	images = nil
+	for _, s := range need {
+		img, err := e.Inspect(ctx, s)
+		if err == nil {
+			images = append(images, img)
+			continue
+		}
+		if !cerrdefs.IsNotFound(err) {
+			return nil, err
+		}
+		img, err = e.build(ctx, cfg, s, out)
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, img)
+	}
+	return images, nil
+}
+
+// Inspect returns the built image of s; the error satisfies
+// errdefs.IsNotFound when it was not built.
+func (e *Engine) Inspect(ctx context.Context, s Spec) (Image, error) {
+	info, err := e.api.ImageInspect(ctx, s.Tag())
+	if err != nil {
+		return Image{}, err
+	}
+	img := Image{Spec: s, ID: info.ID}
+	if info.Config != nil {
+		img.Glibc = info.Config.Labels[LabelGlibc]
+	}
+	if img.Glibc == "" {
+		return Image{}, fmt.Errorf("image %s has no %s label: remove it and build again", s.Tag(), LabelGlibc)
+	}
+	return img, nil
+}
+
+func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.Printer) (Image, error) {
+	start := time.Now()
+	logPath := cfg.Path("logs", "container", s.Suite+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return Image{}, err
+	}
+	log, err := os.Create(logPath)
+	if err != nil {
+		return Image{}, err
+	}
+	defer log.Close()
+	fail := func(err error) (Image, error) {
+		return Image{}, fmt.Errorf("builder image %s (log: %s): %w", s.Suite, logPath, err)
+	}
+	mirror := cfg.Mirror
+	if mirror == "" {
+		sources, err := apt.HostSources("/etc/apt")
+		if err != nil {
+			return fail(err)
+		}
+		if mirror, _, err = apt.Mirror(sources); err != nil {
+			return fail(err)
+		}
+	}
+	out.Linef("container: building %s (%s), log %s", s.Tag(), strings.Join(s.Compilers, ", "), logPath)
+	base, err := e.baseImage(ctx, s.Suite, mirror, log, out)
+	if err != nil {
+		return fail(err)
+	}
+	labels := map[string]string{
+		LabelOwner:     "1",
+		LabelSuite:     s.Suite,
+		LabelHash:      s.Hash(),
+		LabelCompilers: strings.Join(s.Compilers, ","),
+	}
+	id, err := e.buildDockerfile(ctx, s.Dockerfile, map[string]*string{"BASE": &base, "MIRROR": &mirror}, labels, nil, log)
+	if err != nil {
+		return fail(err)
+	}
+	// The glibc label needs the built image: read libc6's version in it and
+	// add the label in a one-line build on top, which also tags it.
+	var ver bytes.Buffer
+	code, err := e.Run(ctx, RunSpec{Image: id, Cmd: []string{"dpkg-query", "-W", "-f=${Version}", "libc6"}, Log: &ver, Timeout: 2 * time.Minute})
+	if err != nil || code != 0 {
+		return fail(fmt.Errorf("read glibc version (exit %d): %v %s", code, err, ver.String()))
+	}
+	glibc := glibcVersion(ver.String())
+	if glibc == "" {
+		return fail(fmt.Errorf("cannot read a glibc version from %q", ver.String()))
+	}
+	labels[LabelGlibc] = glibc
+	if _, err := e.buildDockerfile(ctx, []byte("FROM "+id+"\n"), nil, labels, []string{s.Tag()}, log); err != nil {
+		return fail(err)
+	}
+	out.Linef("container: built %s (glibc %s) in %s", s.Tag(), glibc, time.Since(start).Round(time.Second))
+	e.removeStale(ctx, s, out)
+	return e.Inspect(ctx, s)
+}
+
+// removeStale removes the images an older Dockerfile of s built (a few GB
+// each). An image still in use stays; that is not an error.
+func (e *Engine) removeStale(ctx context.Context, s Spec, out *ui.Printer) {
+	list, err := e.api.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelSuite+"="+s.Suite))})
+	if err != nil {
+		return
+	}
+	for _, im := range list {
+		for _, tag := range im.RepoTags {
+			if !strings.HasPrefix(tag, Repository+":"+s.Suite+"-") || tag == s.Tag() {
+				continue
+			}
+			if _, err := e.api.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true}); err == nil {
+				out.Linef("container: removed the outdated image %s", tag)
+			}
+		}
+	}
+}
+
+// lockFile takes an exclusive flock on name, creating it if needed.
+func lockFile(name string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// glibcVersion turns a libc6 package version (2.36-9+deb12u10) into x.y.
+func glibcVersion(pkgVersion string) string {
+	v := strings.TrimSpace(pkgVersion)
+	if i := strings.IndexAny(v, "-+~"); i >= 0 {
+		v = v[:i]
+	}
+	if _, after, ok := strings.Cut(v, ":"); ok {
+		v = after
+	}
+	parts := strings.Split(v, ".")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// buildDockerfile builds an image from a context that holds only the
+// Dockerfile and returns its ID.
+func (e *Engine) buildDockerfile(ctx context.Context, dockerfile []byte, args map[string]*string, labels map[string]string, tags []string, log io.Writer) (string, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		return "", err
+	}
+	tw.Write(dockerfile)
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	resp, err := e.api.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+		Dockerfile:  "Dockerfile",
+		BuildArgs:   args,
+		Labels:      labels,
+		Tags:        tags,
+		Remove:      true,
+		ForceRemove: true, // intermediate containers go, also when a step fails
+	})
+	if err != nil {
+		return "", fmt.Errorf("image build: %w", err)
+	}
+	defer resp.Body.Close()
+	id, err := readStream(resp.Body, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("image build: %w", err)
+	}
+	if id == "" {
+		return "", fmt.Errorf("image build: the daemon announced no image ID")
+	}
+	return id, nil
+}

@@ -1,0 +1,178 @@
+package container
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSpecsListInstalledCompilers(t *testing.T) {
+	specs, err := Specs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 4 {
+		t.Fatalf("got %d specs", len(specs))
+	}
+	for _, s := range specs {
+		if len(s.Compilers) == 0 {
+			t.Errorf("%s: no compilers", s.Suite)
+		}
+		// What the label promises, the Dockerfile installs: gcc-N with
+		// g++-N, clang-N with llvm-N (llc-N for the bpf probe).
+		for _, c := range s.Compilers {
+			pkgs := []string{c}
+			if v, ok := strings.CutPrefix(c, "gcc-"); ok {
+				pkgs = append(pkgs, "g++-"+v)
+			} else if v, ok := strings.CutPrefix(c, "clang-"); ok {
+				pkgs = append(pkgs, "llvm-"+v)
+			}
+			for _, p := range pkgs {
+				if !slices.Contains(strings.Fields(string(s.Dockerfile)), p) {
+					t.Errorf("%s.Dockerfile lists %s but does not install %s", s.Suite, c, p)
+				}
+			}
+		}
+		if !strings.HasPrefix(s.Tag(), Repository+":"+s.Suite+"-") || len(s.Hash()) != 12 {
+			t.Errorf("tag %q", s.Tag())
+		}
+	}
+	// A changed Dockerfile changes the tag; the same one keeps it.
+	a := specs[0]
+	b := a
+	b.Dockerfile = append(slices.Clone(a.Dockerfile), []byte("\n# changed\n")...)
+	if a.Tag() == b.Tag() || a.Tag() != specs[0].Tag() {
+		t.Errorf("tags: %s %s", a.Tag(), b.Tag())
+	}
+}
+
+func suites(specs []Spec) string {
+	var s []string
+	for _, x := range specs {
+		s = append(s, x.Suite)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestNeeded(t *testing.T) {
+	specs, err := Specs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ compilers, want string }{
+		{"gcc-10,gcc-12,gcc-14,clang-14,clang-19", "bullseye,bookworm,trixie"},
+		{"gcc-12,gcc-14,clang-14,clang-19", "bookworm,trixie"},
+		{"gcc-14", "trixie"},
+		{"gcc-15", "sid"},
+		{"gcc-7", ""},
+	} {
+		if got := suites(Needed(specs, strings.Split(c.compilers, ","))); got != c.want {
+			t.Errorf("Needed(%s) = %q, want %q", c.compilers, got, c.want)
+		}
+	}
+}
+
+func TestSelect(t *testing.T) {
+	images := []Image{
+		{Spec: Spec{Suite: "bookworm", Compilers: []string{"gcc-11", "gcc-12", "clang-14"}}, Glibc: "2.36"},
+		{Spec: Spec{Suite: "trixie", Compilers: []string{"gcc-12", "gcc-14", "clang-19"}}, Glibc: "2.41"},
+	}
+	for _, c := range []struct{ compiler, need, suite, reason string }{
+		{"gcc-12", "2.34", "bookworm", ""}, // the oldest glibc that runs it
+		{"gcc-12", "2.38", "trixie", ""},   // bookworm's glibc is too old
+		{"gcc-12", "", "bookworm", ""},     // no host tools to run
+		{"gcc-11", "2.38", "", "builder glibc 2.36 < needed 2.38"},
+		{"clang-14", "2.38", "", "builder glibc 2.36 < needed 2.38"},
+		{"gcc-14", "2.43", "", "builder glibc 2.41 < needed 2.43"},
+		{"gcc-7", "2.3", "", "no builder provides gcc-7"},
+	} {
+		img, reason := Select(images, c.compiler, c.need)
+		if img.Suite != c.suite || reason != c.reason {
+			t.Errorf("Select(%s, %s) = %q, %q; want %q, %q", c.compiler, c.need, img.Suite, reason, c.suite, c.reason)
+		}
+	}
+}
+
+func TestGlibcVersion(t *testing.T) {
+	for in, want := range map[string]string{"2.36-9+deb12u10": "2.36", "2.41-12": "2.41", "2.31-13+deb11u11\n": "2.31", "junk": ""} {
+		if got := glibcVersion(in); got != want {
+			t.Errorf("glibcVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestReadStream(t *testing.T) {
+	var log bytes.Buffer
+	id, err := readStream(strings.NewReader(`{"stream":"Step 1/2 : FROM x\n"}
+{"stream":" ---\u003e 1234\n"}
+{"aux":{"ID":"sha256:abcd"}}
+{"stream":"Successfully built abcd\n"}
+`), &log)
+	if err != nil || id != "abcd" || !strings.Contains(log.String(), "Step 1/2") {
+		t.Fatalf("id %q err %v log %q", id, err, log.String())
+	}
+	_, err = readStream(strings.NewReader(`{"stream":"E: Unable to locate package gcc-99\n"}
+{"error":"The command returned a non-zero code: 100"}
+`), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "non-zero code: 100") || !strings.Contains(err.Error(), "gcc-99") {
+		t.Fatalf("want the error with its context, got %v", err)
+	}
+}
+
+func TestTarTree(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "usr/lib"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "dev/pts"), 0o755)
+	os.WriteFile(filepath.Join(dir, "usr/lib/a.so"), []byte("elf"), 0o755)
+	os.WriteFile(filepath.Join(dir, "dev/null-ish"), []byte("x"), 0o644)
+	os.Symlink("usr/lib", filepath.Join(dir, "lib"))
+	var buf bytes.Buffer
+	if err := tarTree(dir, &buf); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name] = h.Linkname
+	}
+	for _, w := range []string{"usr/", "usr/lib/", "usr/lib/a.so", "lib", "dev/"} {
+		if _, ok := got[w]; !ok {
+			t.Errorf("archive lacks %s: %v", w, got)
+		}
+	}
+	if got["lib"] != "usr/lib" {
+		t.Errorf("symlink target %q", got["lib"])
+	}
+	if _, ok := got["dev/null-ish"]; ok {
+		t.Errorf("/dev contents archived")
+	}
+}
+
+func TestConnectUnreachableDaemon(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-such-docker.sock"))
+	_, err := Connect(t.Context())
+	if err == nil {
+		t.Fatal("Connect to a missing socket succeeded")
+	}
+	msg := err.Error()
+	for _, w := range []string{"unreachable", "no-such-docker.sock", "dockerd", "systemctl start docker"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error lacks %q: %s", w, msg)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error is not one line: %q", msg)
+	}
+}

@@ -1,0 +1,510 @@
+// Package kernel is the kernel stage: it reads the kernel grid, resolves
+// apt references, downloads every package into the build directory's cache
+// (build/kernels, build/headers), extracts each kernel's header packages
+// into one sysroot (build/headers_extracted/<uname-r>) and its kernel
+// packages into a boot tree (build/boot/<uname-r>: vmlinuz and modules),
+// and records all of it in build/kernels.json, the manifest later stages
+// read.
+//
+// A re-run downloads nothing that is in the cache and re-extracts nothing
+// whose sysroot or boot tree is complete: each tree carries a stamp,
+// written last, that names the packages it was made from.
+package kernel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/apt"
+	"github.com/falcosecurity/libs/test/vm/scripts/archive"
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/download"
+	"github.com/falcosecurity/libs/test/vm/scripts/grid"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+// Fetch runs the kernel stage with the defaults of this machine: the host's
+// apt sources pick the Debian mirror (cfg.Mirror overrides) and Debian's
+// archive keyring checks the indexes.
+func Fetch(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
+	_, err := (&Fetcher{Config: cfg, Out: out}).Fetch(ctx)
+	return err
+}
+
+// Fetcher is the kernel stage with its edges exposed for tests.
+type Fetcher struct {
+	Config *config.Config
+	Out    *ui.Printer
+	// Downloads fetches the packages; nil means a new one. Its Bytes()
+	// tells how much a run downloaded.
+	Downloads *download.Downloader
+	Client    *http.Client // nil: a default client
+	AptEtc    string       // host apt configuration, default /etc/apt
+	Keyring   string       // default apt.DefaultKeyring
+}
+
+// pkg is one package of one kernel.
+type pkg struct {
+	ref  grid.Ref
+	item download.Item // URL refs and resolved apt refs
+	path string        // the file extraction reads
+}
+
+type job struct {
+	k       grid.Kernel
+	headers []*pkg
+	kernels []*pkg
+	fetched int64
+	entry   Entry
+	err     error
+}
+
+func (j *job) fail(err error) {
+	if j.err == nil {
+		j.err = err
+	}
+}
+
+// Fetch runs the stage and returns the manifest it wrote.
+func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
+	cfg, out := f.Config, f.Out
+	if out == nil {
+		out = ui.Discard()
+	}
+	g, err := grid.Load(cfg.KernelsFile)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*job, len(g.Kernels))
+	for i, k := range g.Kernels {
+		j := &job{k: k}
+		for _, r := range k.Headers {
+			j.headers = append(j.headers, &pkg{ref: r})
+		}
+		for _, r := range k.Kernels {
+			j.kernels = append(j.kernels, &pkg{ref: r})
+		}
+		jobs[i] = j
+	}
+	out.Linef("kernel: %d kernels in %s", len(jobs), cfg.KernelsFile)
+	// Trees are named by uname -r: two lines for one kernel would fight
+	// over the same directories.
+	byUname := map[string]int{}
+	for _, j := range jobs {
+		if u := j.k.UnameR(); u != "" {
+			if line, dup := byUname[u]; dup {
+				j.fail(fmt.Errorf("uname -r %s is also the kernel of line %d", u, line))
+			} else {
+				byUname[u] = j.k.Line
+			}
+		}
+	}
+	if err := f.resolve(ctx, jobs, out); err != nil {
+		return nil, err
+	}
+	dl := f.Downloads
+	if dl == nil {
+		dl = download.New(f.Client, min(max(cfg.Jobs, 4), 8))
+	}
+	if err := f.download(ctx, dl, jobs, out); err != nil {
+		return nil, err
+	}
+	removeStale(cfg.Path("boot"), cfg.Path("headers_extracted"))
+	f.extractAll(ctx, jobs, out)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m := &Manifest{Schema: 1}
+	var failed []string
+	for _, j := range jobs {
+		m.Kernels = append(m.Kernels, j.entry)
+		if j.entry.Error != "" {
+			failed = append(failed, fmt.Sprintf("%s (line %d): %s", j.k.Name, j.k.Line, j.entry.Error))
+		}
+	}
+	if err := writeManifest(cfg.Path(ManifestFile), m); err != nil {
+		return nil, err
+	}
+	out.Linef("kernel: %d ok, %d failed; %s downloaded; manifest %s", len(jobs)-len(failed), len(failed), mib(dl.Bytes()), cfg.Path(ManifestFile))
+	if len(failed) > 0 {
+		return m, fmt.Errorf("kernel: %d of %d kernels failed (recorded in %s): %s", len(failed), len(jobs), cfg.Path(ManifestFile), strings.Join(failed, "; "))
+	}
+	return m, nil
+}
+
+// resolve turns every reference into a file to read and, for remote ones,
+// a download item. Apt references are resolved together, one index read
+// per suite.
+func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) error {
+	cfg := f.Config
+	var queries []apt.Query
+	var targets []*pkg
+	var owners []*job
+	for _, j := range jobs {
+		for _, group := range []struct {
+			pkgs []*pkg
+			dir  string
+		}{{j.headers, cfg.Path("headers")}, {j.kernels, cfg.Path("kernels")}} {
+			for _, p := range group.pkgs {
+				switch p.ref.Kind {
+				case grid.File:
+					p.path = p.ref.Path
+				case grid.URL:
+					u, _ := url.Parse(p.ref.URL)
+					name, _ := url.PathUnescape(path.Base(u.Path))
+					p.item = download.Item{URL: p.ref.URL, Dest: filepath.Join(group.dir, name)}
+					p.path = p.item.Dest
+				case grid.Apt:
+					p.item.Dest = group.dir // file name known after resolution
+					queries = append(queries, apt.Query{Suite: p.ref.Suite, Package: p.ref.Package, Version: p.ref.Version})
+					targets = append(targets, p)
+					owners = append(owners, j)
+				}
+			}
+		}
+	}
+	if len(queries) == 0 {
+		return nil
+	}
+	r, err := f.resolver()
+	if err != nil {
+		return err
+	}
+	answers := r.ResolveAll(ctx, queries)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, a := range answers {
+		p, j := targets[i], owners[i]
+		if a.Err != nil {
+			j.fail(a.Err)
+			continue
+		}
+		name := a.Package.FileName()
+		if !strings.HasSuffix(name, ".deb") || strings.HasPrefix(name, ".") {
+			j.fail(fmt.Errorf("%s: the index names an odd file %q", p.ref.Raw, a.Package.Filename))
+			continue
+		}
+		p.item = download.Item{URL: a.Package.URL, Dest: filepath.Join(p.item.Dest, name), Size: a.Package.Size, SHA256: a.Package.SHA256}
+		p.path = p.item.Dest
+	}
+	for _, n := range r.Notes() {
+		out.Linef("kernel: %s", n)
+	}
+	out.Linef("kernel: resolved %d apt references against %s (%s of indexes fetched)", len(queries), r.Mirror, mib(r.IndexBytes()))
+	return nil
+}
+
+func (f *Fetcher) resolver() (*apt.Resolver, error) {
+	etc := f.AptEtc
+	if etc == "" {
+		etc = "/etc/apt"
+	}
+	sources, err := apt.HostSources(etc)
+	if err != nil {
+		return nil, fmt.Errorf("kernel: read apt sources: %w", err)
+	}
+	mirror, suites, mirrorErr := apt.Mirror(sources)
+	if f.Config.Mirror != "" {
+		mirror = f.Config.Mirror
+	} else if mirrorErr != nil {
+		return nil, fmt.Errorf("kernel: apt references need a Debian mirror: %w", mirrorErr)
+	}
+	return &apt.Resolver{
+		Mirror: mirror, DefaultSuites: suites, StateDir: f.Config.Path("apt"),
+		Keyring: f.Keyring, Client: f.Client,
+	}, nil
+}
+
+// download fetches every remote package once, whatever the number of
+// kernels that list it, with a byte progress bar on a terminal.
+func (f *Fetcher) download(ctx context.Context, dl *download.Downloader, jobs []*job, out *ui.Printer) error {
+	var items []download.Item
+	index := map[string]int{}
+	var total int64
+	for _, j := range jobs {
+		if j.err != nil {
+			continue
+		}
+		for _, p := range append(slices.Clone(j.headers), j.kernels...) {
+			if p.item.URL == "" {
+				continue
+			}
+			if _, dup := index[p.item.Dest]; dup {
+				continue
+			}
+			if err := os.MkdirAll(filepath.Dir(p.item.Dest), 0o755); err != nil {
+				return err
+			}
+			index[p.item.Dest] = len(items)
+			items = append(items, p.item)
+			if fi, err := os.Stat(p.item.Dest); err != nil || (p.item.Size > 0 && fi.Size() != p.item.Size) {
+				total += p.item.Size
+			}
+		}
+	}
+	var bar *ui.Bar
+	if total > 0 {
+		out.Linef("kernel: downloading %s", mib(total))
+		bar = out.Progress("download", "B", total)
+		dl.OnProgress(bar.Add)
+	}
+	results := dl.GetAll(ctx, items)
+	if bar != nil {
+		bar.Done()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.err != nil {
+			continue
+		}
+		for _, p := range append(slices.Clone(j.headers), j.kernels...) {
+			if p.item.URL == "" {
+				if _, err := os.Stat(p.path); err != nil {
+					j.fail(fmt.Errorf("package %s: %w", p.ref.Raw, err))
+				}
+				continue
+			}
+			r := results[index[p.item.Dest]]
+			if r.Err != nil {
+				j.fail(fmt.Errorf("package %s: %w", p.ref.Raw, r.Err))
+			}
+			j.fetched += r.Fetched
+		}
+	}
+	return nil
+}
+
+// extractAll extracts every kernel that downloaded, a few at once.
+func (f *Fetcher) extractAll(ctx context.Context, jobs []*job, out *ui.Printer) {
+	sem := make(chan struct{}, max(f.Config.Jobs, 1))
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f.extract(ctx, j)
+			e := &j.entry
+			switch {
+			case e.Error != "":
+				out.Linef("kernel %s [%s, line %d]: FAILED: %s", j.k.UnameR(), j.k.Name, j.k.Line, e.Error)
+			default:
+				out.Linef("kernel %s [%s]: %d packages (%s downloaded), headers %s, boot %s", e.UnameR, e.Name,
+					len(e.Headers)+len(e.Kernels), mib(j.fetched), e.HostKernelDir(), e.Vmlinuz)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (f *Fetcher) extract(ctx context.Context, j *job) {
+	e := &j.entry
+	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, UnameR: j.k.UnameR()}
+	for _, p := range j.headers {
+		e.Headers = append(e.Headers, p.path)
+	}
+	for _, p := range j.kernels {
+		e.Kernels = append(e.Kernels, p.path)
+	}
+	if j.err == nil && ctx.Err() == nil {
+		j.err = f.extractKernel(ctx, j, e)
+	}
+	if j.err != nil {
+		e.Error = j.err.Error()
+		e.Sysroot, e.KernelDir, e.Mounts, e.Vmlinuz, e.ModulesDir = "", "", nil, "", ""
+	}
+}
+
+func (f *Fetcher) extractKernel(ctx context.Context, j *job, e *Entry) error {
+	cfg := f.Config
+	var boot bootLayout
+	bootDir, err := extractTree(ctx, cfg.Path("boot"), e.UnameR, pkgPaths(j.kernels), &boot, func(dir string) (string, error) {
+		var err error
+		boot, err = findBoot(dir, e.UnameR)
+		return boot.UnameR, err
+	})
+	if err != nil {
+		return fmt.Errorf("kernel packages: %w", err)
+	}
+	e.UnameR = boot.UnameR
+	e.Vmlinuz = filepath.Join(bootDir, boot.Vmlinuz)
+	if boot.ModulesDir != "" {
+		e.ModulesDir = filepath.Join(bootDir, boot.ModulesDir)
+	}
+	var hdr headersLayout
+	sysroot, err := extractTree(ctx, cfg.Path("headers_extracted"), e.UnameR, pkgPaths(j.headers), &hdr, func(dir string) (string, error) {
+		var err error
+		hdr, err = findHeaders(dir, e.UnameR)
+		return hdr.UnameR, err
+	})
+	if err != nil {
+		return fmt.Errorf("header packages: %w", err)
+	}
+	if hdr.UnameR != boot.UnameR {
+		return fmt.Errorf("the header packages are for %s but the kernel packages for %s", hdr.UnameR, boot.UnameR)
+	}
+	e.Sysroot, e.KernelDir, e.Mounts = sysroot, hdr.KernelDir, hdr.Mounts
+	return nil
+}
+
+func pkgPaths(ps []*pkg) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.path)
+	}
+	return out
+}
+
+var unameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*$`)
+
+// stampFile marks a complete tree; it is written last, just before the
+// tree is renamed into place.
+const stampFile = ".vm-kernel-stamp.json"
+
+const stampVersion = 1
+
+type stamp struct {
+	// Version changes when the layout detection changes, so that trees
+	// made by an older version are made again.
+	Version  int             `json:"version"`
+	Packages []stampPackage  `json:"packages"`
+	Layout   json.RawMessage `json:"layout"`
+}
+
+type stampPackage struct {
+	File string `json:"file"`
+	Size int64  `json:"size"`
+}
+
+func makeStamp(pkgs []string) ([]stampPackage, error) {
+	var out []stampPackage
+	for _, p := range pkgs {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, stampPackage{File: filepath.Base(p), Size: fi.Size()})
+	}
+	return out, nil
+}
+
+// extractTree makes sure parent/<uname-r> holds pkgs extracted and returns
+// that directory. A tree whose stamp lists the same packages is reused as
+// is (layout read back from the stamp); otherwise the packages are
+// extracted into a temporary directory next to it, detect inspects it,
+// fills layout and returns the uname -r the tree is named after, and the
+// tree is renamed into place with its stamp.
+func extractTree(ctx context.Context, parent, guess string, pkgs []string, layout any, detect func(dir string) (string, error)) (string, error) {
+	want, err := makeStamp(pkgs)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	// Reuse: the guessed name first, then any tree made from these packages.
+	dirs, _ := filepath.Glob(filepath.Join(parent, "*"))
+	dirs = append([]string{filepath.Join(parent, guess)}, dirs...)
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, stampFile))
+		if err != nil {
+			continue
+		}
+		var s stamp
+		if json.Unmarshal(b, &s) == nil && s.Version == stampVersion && slices.Equal(s.Packages, want) && json.Unmarshal(s.Layout, layout) == nil {
+			return d, nil
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, ".tmp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp) // gone after the rename; cleans up on failure
+	// Readable by all: the VM stage's qemu may run as another user.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	for _, p := range pkgs {
+		if err := archive.Extract(ctx, p, tmp); err != nil {
+			return "", err
+		}
+	}
+	uname, err := detect(tmp)
+	if err != nil {
+		return "", err
+	}
+	// The name comes from package contents: it must stay one plain path
+	// element.
+	if !unameRe.MatchString(uname) {
+		return "", fmt.Errorf("unusable kernel release %q found in the packages", uname)
+	}
+	raw, err := json.Marshal(layout)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(stamp{Version: stampVersion, Packages: want, Layout: raw}, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, stampFile), b, 0o644); err != nil {
+		return "", err
+	}
+	final := filepath.Join(parent, uname)
+	if err := replaceDir(tmp, final); err != nil {
+		return "", err
+	}
+	return final, nil
+}
+
+// replaceDir renames src to dst, moving an old dst out of the way first.
+func replaceDir(src, dst string) error {
+	if _, err := os.Lstat(dst); err == nil {
+		old, err := os.MkdirTemp(filepath.Dir(dst), ".old-")
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(dst, filepath.Join(old, "x")); err != nil {
+			os.Remove(old)
+			return err
+		}
+		defer os.RemoveAll(old)
+	}
+	return os.Rename(src, dst)
+}
+
+// removeStale deletes the temporary trees of an extraction that was killed
+// before it could clean up (a cancelled one removes its own).
+func removeStale(parents ...string) {
+	for _, parent := range parents {
+		for _, pattern := range []string{".tmp-*", ".old-*"} {
+			dirs, _ := filepath.Glob(filepath.Join(parent, pattern))
+			for _, d := range dirs {
+				os.RemoveAll(d)
+			}
+		}
+	}
+}
+
+func mib(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+var errNoManifest = errors.New("no kernel manifest: run the kernel stage first (mage kernel)")

@@ -1,0 +1,332 @@
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/apt/apttest"
+	"github.com/falcosecurity/libs/test/vm/scripts/archive/archivetest"
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/download"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+type E = archivetest.Entry
+
+// debianKernel returns the packages of a Debian-style kernel: flavour
+// headers pointing at -common (absolute include) and at linux-kbuild
+// (relative symlinks), and either one image package or the split
+// binary + modules pair of the 7.x packaging.
+func debianKernel(uname, kbuild string, split bool) map[string][]E {
+	common := strings.TrimSuffix(uname, "-cloud-amd64") + "-common"
+	flavour := "./usr/src/linux-headers-" + uname
+	pkgs := map[string][]E{
+		"linux-headers-" + uname: {
+			{Name: flavour + "/Makefile", Body: "include /usr/src/linux-headers-" + common + "/Makefile\n"},
+			{Name: flavour + "/.config", Body: "CONFIG_MODULES=y\n"},
+			{Name: flavour + "/include/config/kernel.release", Body: "1.2.3\n"}, // Debian: upstream version
+			{Name: flavour + "/include/generated/utsrelease.h", Body: `#define UTS_RELEASE "` + uname + "\"\n"},
+			{Name: flavour + "/scripts", Link: "../../lib/linux-kbuild-" + kbuild + "/scripts"},
+			{Name: "./usr/share/doc/linux-headers-" + uname + "/copyright", Body: "GPL"},
+		},
+		"linux-headers-" + common: {
+			{Name: "./usr/src/linux-headers-" + common + "/Makefile", Body: "all:\n"},
+			{Name: "./usr/src/linux-headers-" + common + "/include/linux/module.h", Body: "/* */\n"},
+		},
+		"linux-kbuild-" + kbuild: {
+			{Name: "./usr/lib/linux-kbuild-" + kbuild + "/scripts/fixdep", Body: "\x7fELF"},
+			{Name: "./usr/src/linux-kbuild-" + kbuild, Link: "../lib/linux-kbuild-" + kbuild},
+		},
+	}
+	if split {
+		pkgs["linux-binary-"+uname] = []E{{Name: "./usr/lib/modules/" + uname + "/vmlinuz", Body: "bzImage"}}
+		pkgs["linux-modules-"+uname] = []E{{Name: "./usr/lib/modules/" + uname + "/kernel/fs/x.ko.xz", Body: "ko"}}
+	} else {
+		pkgs["linux-image-"+uname] = []E{
+			{Name: "./boot/vmlinuz-" + uname, Body: "bzImage"},
+			{Name: "./lib/modules/" + uname + "/kernel/fs/x.ko", Body: "ko"},
+			{Name: "./lib/modules/" + uname + "/build", Link: "/usr/src/linux-headers-" + uname},
+		}
+	}
+	return pkgs
+}
+
+type fixture struct {
+	archive *apttest.Archive
+	cfg     *config.Config
+	grid    string
+	out     bytes.Buffer
+}
+
+func newFixture(t *testing.T, gridText string) *fixture {
+	t.Helper()
+	f := &fixture{archive: apttest.New(t)}
+	dir := t.TempDir()
+	f.grid = filepath.Join(dir, "kernels.txt")
+	if err := os.WriteFile(f.grid, []byte(gridText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VM_BUILD_DIR": filepath.Join(dir, "build"), "VM_KERNELS": f.grid, "VM_DEBIAN_MIRROR": f.archive.Mirror, "VM_JOBS": "2"}
+	cfg, err := config.Parse(func(k string) string { return env[k] }, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+	return f
+}
+
+func (f *fixture) add(t *testing.T, suite string, pkgs map[string][]E, version string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, entries := range pkgs {
+		p := filepath.Join(dir, name+".deb")
+		archivetest.WriteDeb(t, p, "xz", entries)
+		f.archive.Add(t, suite, name, version, p)
+	}
+}
+
+func (f *fixture) fetch(t *testing.T) (*Manifest, *download.Downloader, error) {
+	t.Helper()
+	dl := download.New(nil, 2)
+	f.out.Reset()
+	m, err := (&Fetcher{Config: f.cfg, Out: ui.New(&f.out), Downloads: dl, Keyring: f.archive.Keyring, AptEtc: t.TempDir()}).Fetch(context.Background())
+	return m, dl, err
+}
+
+const twoKernelsAndABrokenOne = `# test grid
+{"name": "k1", "headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64", "apt:bookworm/linux-headers-1.2.3-1-common", "apt:bookworm/linux-kbuild-1.2"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}
+{"name": "k7", "headers": ["apt:trixie-backports/linux-headers-7.3.4+deb13-cloud-amd64", "apt:trixie-backports/linux-headers-7.3.4+deb13-common", "apt:trixie-backports/linux-kbuild-7.3.4+deb13"], "kernels": ["apt:trixie-backports/linux-binary-7.3.4+deb13-cloud-amd64", "apt:trixie-backports/linux-modules-7.3.4+deb13-cloud-amd64"]}
+{"name": "gone", "headers": ["apt:bookworm/linux-headers-9.9.9-1-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-9.9.9-1-cloud-amd64"]}
+`
+
+func TestFetchDebianKernels(t *testing.T) {
+	f := newFixture(t, twoKernelsAndABrokenOne)
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.add(t, "trixie-backports", debianKernel("7.3.4+deb13-cloud-amd64", "7.3.4+deb13", true), "7.3.4-1~bpo13+1")
+	f.add(t, "bookworm", map[string][]E{
+		"linux-headers-9.9.9-1-cloud-amd64": {{Name: "./x", Body: "x"}},
+		"linux-image-9.9.9-1-cloud-amd64":   {{Name: "./y", Body: "y"}},
+	}, "9.9.9-1")
+	f.archive.Publish(t)
+	f.archive.Replace("bookworm", "linux-image-9.9.9-1-cloud-amd64", nil) // listed, but 404
+
+	m, dl, err := f.fetch(t)
+	if err == nil || !strings.Contains(err.Error(), "1 of 3 kernels failed") || !strings.Contains(err.Error(), "gone (line 4): ") {
+		t.Fatalf("want an error naming only the broken kernel, got %v", err)
+	}
+	if dl.Bytes() == 0 || dl.Bytes() != f.archive.PackageBytes() {
+		t.Errorf("downloader counted %d bytes, archive served %d", dl.Bytes(), f.archive.PackageBytes())
+	}
+	loaded, lerr := LoadManifest(f.cfg.BuildDir)
+	if lerr != nil || len(loaded.Kernels) != 3 || len(m.Kernels) != 3 {
+		t.Fatalf("manifest: %v", lerr)
+	}
+	k1, k7, gone := loaded.Kernels[0], loaded.Kernels[1], loaded.Kernels[2]
+	if k1.Error != "" || k1.UnameR != "1.2.3-1-cloud-amd64" || k1.Line != 2 || k1.VM != "debian" || k1.Name != "k1" {
+		t.Errorf("k1: %+v", k1)
+	}
+	if k1.Sysroot != f.cfg.Path("headers_extracted", "1.2.3-1-cloud-amd64") || k1.KernelDir != "/usr/src/linux-headers-1.2.3-1-cloud-amd64" {
+		t.Errorf("k1 sysroot %s kerneldir %s", k1.Sysroot, k1.KernelDir)
+	}
+	if !slices.Equal(k1.Mounts, []string{"/usr/lib/linux-kbuild-1.2", "/usr/src"}) {
+		t.Errorf("k1 mounts %v", k1.Mounts)
+	}
+	// The layout the compile stage relies on: with every mount at its
+	// absolute path, the flavour's links reach kbuild.
+	if b, err := os.ReadFile(filepath.Join(k1.HostKernelDir(), "scripts", "fixdep")); err != nil || string(b) != "\x7fELF" {
+		t.Errorf("scripts/fixdep through the sysroot: %q %v", b, err)
+	}
+	if b, err := os.ReadFile(k1.Vmlinuz); err != nil || string(b) != "bzImage" || k1.Vmlinuz != f.cfg.Path("boot", k1.UnameR, "boot", "vmlinuz-"+k1.UnameR) {
+		t.Errorf("k1 vmlinuz %s: %v", k1.Vmlinuz, err)
+	}
+	if k1.ModulesDir != f.cfg.Path("boot", k1.UnameR, "lib", "modules", k1.UnameR) {
+		t.Errorf("k1 modules %s", k1.ModulesDir)
+	}
+	if k7.Error != "" || k7.UnameR != "7.3.4+deb13-cloud-amd64" || !slices.Equal(k7.Mounts, []string{"/usr/lib/linux-kbuild-7.3.4+deb13", "/usr/src"}) {
+		t.Errorf("k7: %+v", k7)
+	}
+	if k7.Vmlinuz != filepath.Join(k7.ModulesDir, "vmlinuz") || !strings.HasSuffix(k7.ModulesDir, "usr/lib/modules/7.3.4+deb13-cloud-amd64") {
+		t.Errorf("k7 split packaging: vmlinuz %s modules %s", k7.Vmlinuz, k7.ModulesDir)
+	}
+	if !strings.Contains(gone.Error, "404") || gone.Sysroot != "" || gone.Vmlinuz != "" {
+		t.Errorf("gone: %+v", gone)
+	}
+	for _, want := range []string{"kernel 1.2.3-1-cloud-amd64 [k1]", "FAILED", "apt:bookworm/linux-image-9.9.9-1-cloud-amd64"} {
+		if !strings.Contains(f.out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, f.out.String())
+		}
+	}
+	if _, err := os.Stat(f.cfg.Path("kernels", "linux-image-9.9.9-1-cloud-amd64_9.9.9-1_amd64.deb")); err == nil {
+		t.Error("a failed package is in the cache")
+	}
+	if left, _ := filepath.Glob(f.cfg.Path("*", ".tmp-*")); len(left) > 0 {
+		t.Errorf("temporary trees left: %v", left)
+	}
+
+	// Second run: nothing downloaded, nothing extracted again.
+	marker := filepath.Join(k1.Sysroot, "marker")
+	os.WriteFile(marker, nil, 0o644)
+	served := f.archive.PackageBytes()
+	m2, dl2, err := f.fetch(t)
+	if err == nil {
+		t.Fatal("second run: the broken kernel is still broken")
+	}
+	if dl2.Bytes() != 0 || f.archive.PackageBytes() != served {
+		t.Errorf("second run downloaded %d bytes", dl2.Bytes())
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Error("second run re-extracted a complete sysroot")
+	}
+	if m2.Kernels[0].Sysroot != k1.Sysroot || !slices.Equal(m2.Kernels[1].Mounts, k7.Mounts) {
+		t.Errorf("second run manifest differs: %+v", m2.Kernels[0])
+	}
+}
+
+func TestFetchMalformedGridDownloadsNothing(t *testing.T) {
+	f := newFixture(t, `{"headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}
+{"headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64"], "kernels": "oops"}
+`)
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.archive.Publish(t)
+	_, dl, err := f.fetch(t)
+	if err == nil || !strings.HasPrefix(err.Error(), "kernels.txt:2: ") {
+		t.Fatalf("want kernels.txt:2: ..., got %v", err)
+	}
+	if dl.Bytes() != 0 || f.archive.PackageBytes() != 0 {
+		t.Error("a malformed grid started downloads")
+	}
+	if _, err := os.Stat(f.cfg.BuildDir); err == nil {
+		t.Error("a malformed grid created the build directory")
+	}
+}
+
+func TestFetchRejectsBadPackages(t *testing.T) {
+	f := newFixture(t, `{"name": "sha", "headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64", "apt:bookworm/linux-headers-1.2.3-1-common", "apt:bookworm/linux-kbuild-1.2"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}
+{"name": "evil", "headers": ["apt:trixie/linux-headers-6.6.6-1-cloud-amd64"], "kernels": ["apt:trixie/linux-image-6.6.6-1-cloud-amd64"]}
+`)
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.add(t, "trixie", map[string][]E{
+		"linux-headers-6.6.6-1-cloud-amd64": {
+			{Name: "./usr/src/linux-headers-6.6.6-1-cloud-amd64/Makefile", Body: "x"},
+			{Name: "./usr/src/escape", Link: "/etc"},
+			{Name: "./usr/src/escape/evil", Body: "x"},
+		},
+		"linux-image-6.6.6-1-cloud-amd64": debianKernel("6.6.6-1-cloud-amd64", "6.6", false)["linux-image-6.6.6-1-cloud-amd64"],
+	}, "6.6.6-1")
+	f.archive.Publish(t)
+	f.archive.Corrupt("bookworm", "linux-image-1.2.3-1-cloud-amd64")
+
+	m, _, err := f.fetch(t)
+	if err == nil || !strings.Contains(err.Error(), "sha (line 1): ") || !strings.Contains(err.Error(), "; evil (line 2): ") {
+		t.Fatalf("want both kernels failed, got %v", err)
+	}
+	if e := m.Kernels[0].Error; !strings.Contains(e, "SHA256 mismatch") || !strings.Contains(e, "apt:bookworm/linux-image-1.2.3-1-cloud-amd64") {
+		t.Errorf("sha: %s", e)
+	}
+	if e := m.Kernels[1].Error; !strings.Contains(e, "linux-headers-6.6.6-1-cloud-amd64_6.6.6-1_amd64.deb") || !strings.Contains(e, "./usr/src/escape/evil") {
+		t.Errorf("evil: error should name package and entry: %s", e)
+	}
+	if left, _ := os.ReadDir(f.cfg.Path("kernels")); len(left) != 2 { // .partial + the good 6.6.6 image
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Errorf("kernels cache holds %v", names)
+	}
+	if _, err := os.Stat(f.cfg.Path("headers_extracted", "6.6.6-1-cloud-amd64")); err == nil {
+		t.Error("a refused package left a sysroot")
+	}
+	if left, _ := filepath.Glob(f.cfg.Path("*", ".tmp-*")); len(left) > 0 {
+		t.Errorf("temporary trees left: %v", left)
+	}
+}
+
+// el7-style rpms, built by rpmbuild, referenced by local path.
+func TestFetchEl7RPMs(t *testing.T) {
+	const uname = "3.10.0-1160.el7.x86_64"
+	devel := t.TempDir()
+	kdir := filepath.Join(devel, "usr/src/kernels", uname)
+	os.MkdirAll(filepath.Join(kdir, "include/generated"), 0o755)
+	os.WriteFile(filepath.Join(kdir, "Makefile"), []byte("VERSION = 3\n"), 0o644)
+	os.WriteFile(filepath.Join(kdir, ".config"), []byte("CONFIG_MODULES=y\n"), 0o644)
+	os.WriteFile(filepath.Join(kdir, "include/generated/utsrelease.h"), []byte(`#define UTS_RELEASE "`+uname+"\"\n"), 0o644)
+	image := t.TempDir()
+	os.MkdirAll(filepath.Join(image, "boot"), 0o755)
+	os.WriteFile(filepath.Join(image, "boot", "vmlinuz-"+uname), []byte("bzImage"), 0o644)
+	os.MkdirAll(filepath.Join(image, "lib/modules", uname, "kernel"), 0o755)
+	os.WriteFile(filepath.Join(image, "lib/modules", uname, "kernel", "x.ko"), []byte("ko"), 0o644)
+	os.Symlink("/usr/src/kernels/"+uname, filepath.Join(image, "lib/modules", uname, "build"))
+	develRPM := archivetest.BuildRPM(t, devel, "kernel-devel", "3.10.0", "1160.el7", "xz")
+	imageRPM := archivetest.BuildRPM(t, image, "kernel", "3.10.0", "1160.el7", "gzip")
+
+	f := newFixture(t, `{"headers": ["`+develRPM+`"], "kernels": ["file://`+imageRPM+`"]}`+"\n")
+	m, dl, err := f.fetch(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := m.Kernels[0]
+	if e.UnameR != uname || e.VM != "centos7" || e.KernelDir != "/usr/src/kernels/"+uname || !slices.Equal(e.Mounts, []string{"/usr/src"}) {
+		t.Errorf("el7 entry: %+v", e)
+	}
+	if e.Headers[0] != develRPM || dl.Bytes() != 0 {
+		t.Errorf("local packages are read in place: %v, %d bytes downloaded", e.Headers, dl.Bytes())
+	}
+	if b, err := os.ReadFile(e.Vmlinuz); err != nil || string(b) != "bzImage" {
+		t.Errorf("vmlinuz: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.HostKernelDir(), "Makefile")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestFetchRefusesOneKernelTwice(t *testing.T) {
+	line := `{"headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64", "apt:bookworm/linux-headers-1.2.3-1-common", "apt:bookworm/linux-kbuild-1.2"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]`
+	f := newFixture(t, line+`, "name": "a"}`+"\n"+line+`, "name": "b"}`+"\n")
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.archive.Publish(t)
+	m, _, err := f.fetch(t)
+	if err == nil || !strings.Contains(err.Error(), "b (line 2): uname -r 1.2.3-1-cloud-amd64 is also the kernel of line 1") {
+		t.Fatalf("got %v", err)
+	}
+	if m.Kernels[0].Error != "" || m.Kernels[0].Sysroot == "" {
+		t.Errorf("the first line should still be fetched: %+v", m.Kernels[0])
+	}
+}
+
+func TestFetchCancelled(t *testing.T) {
+	f := newFixture(t, twoKernelsAndABrokenOne)
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.archive.Publish(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := (&Fetcher{Config: f.cfg, Keyring: f.archive.Keyring, AptEtc: t.TempDir()}).Fetch(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	if _, err := os.Stat(f.cfg.Path(ManifestFile)); err == nil {
+		t.Error("a cancelled run wrote a manifest")
+	}
+}
+
+// A release name taken from package contents never becomes a path.
+func TestFetchRefusesHostileRelease(t *testing.T) {
+	f := newFixture(t, `{"headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}`+"\n")
+	f.add(t, "bookworm", map[string][]E{
+		"linux-headers-1.2.3-1-cloud-amd64": {{Name: "./usr/src/h/Makefile", Body: "x"}, {Name: "./usr/src/h/.config", Body: "x"}},
+		"linux-image-1.2.3-1-cloud-amd64":   {{Name: "./boot/vmlinuz-..", Body: "x"}},
+	}, "1.2.3-1")
+	f.archive.Publish(t)
+	m, _, err := f.fetch(t)
+	if err == nil || !strings.Contains(m.Kernels[0].Error, `unusable kernel release ".."`) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(f.cfg.Path(ManifestFile)); err != nil {
+		t.Errorf("build directory damaged: %v", err)
+	}
+}

@@ -1,0 +1,105 @@
+package kernel
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ManifestFile is where the kernel stage records what it fetched and
+// extracted, relative to the build directory. Later stages read only this.
+const ManifestFile = "kernels.json"
+
+// Manifest lists every kernel of the grid, in grid order.
+type Manifest struct {
+	Schema  int     `json:"schema"`
+	Kernels []Entry `json:"kernels"`
+}
+
+// Entry is one kernel of the grid after fetch and extraction. Paths are
+// absolute on the host unless said otherwise.
+type Entry struct {
+	Name   string `json:"name"`    // grid "name", or derived from the packages
+	Line   int    `json:"line"`    // line in the grid file
+	VM     string `json:"vm"`      // VM group: debian, ubuntu, centos7, ...
+	UnameR string `json:"uname_r"` // uname -r, e.g. 6.1.0-50-cloud-amd64
+
+	// Packages are the cached package files of this kernel.
+	Headers []string `json:"headers"`
+	Kernels []string `json:"kernels"`
+
+	// Sysroot is build/headers_extracted/<uname-r>: every header package of
+	// the kernel extracted into one tree.
+	Sysroot string `json:"sysroot,omitempty"`
+	// KernelDir is the KERNELDIR to build against, as an absolute path
+	// inside the sysroot (e.g. /usr/src/linux-headers-<uname-r>); the
+	// compile stage bind-mounts Mounts at the same absolute paths, so the
+	// headers' own absolute symlinks and includes resolve.
+	KernelDir string   `json:"kernel_dir,omitempty"`
+	Mounts    []string `json:"mounts,omitempty"` // absolute paths inside the sysroot, e.g. /usr/src
+
+	// Boot is what the VM stage needs: the kernel image and its modules tree.
+	Vmlinuz    string `json:"vmlinuz,omitempty"`
+	ModulesDir string `json:"modules_dir,omitempty"` // .../lib/modules/<uname-r>
+
+	// Error is set when this kernel could not be fetched or extracted; its
+	// cells are skipped with this reason, and the other kernels go on.
+	Error string `json:"error,omitempty"`
+}
+
+// HostKernelDir is KernelDir on the host (inside the sysroot).
+func (e Entry) HostKernelDir() string {
+	if e.Sysroot == "" || e.KernelDir == "" {
+		return ""
+	}
+	return e.Sysroot + e.KernelDir
+}
+
+// LoadManifest reads the manifest the kernel stage wrote in buildDir.
+func LoadManifest(buildDir string) (*Manifest, error) {
+	p := filepath.Join(buildDir, ManifestFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", p, errNoManifest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if m.Schema != 1 {
+		return nil, fmt.Errorf("%s: manifest schema %d, this version reads 1: run the kernel stage again", p, m.Schema)
+	}
+	return &m, nil
+}
+
+// writeManifest writes m to p atomically (temp file + rename).
+func writeManifest(p string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p))
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(append(b, '\n'))
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", p, werr)
+	}
+	return nil
+}

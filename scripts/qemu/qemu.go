@@ -1,0 +1,190 @@
+// Package qemu runs short-lived test VMs by direct kernel boot: the command
+// line comes from one pure function of a Config (so it can be printed and
+// unit-tested), every VM has a hard deadline, the console and the report
+// channel go to files, and cancelling the context kills qemu's whole process
+// group.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultBinary is the emulator for x86_64 guests.
+const DefaultBinary = "qemu-system-x86_64"
+
+// Accelerators.
+const (
+	KVM = "kvm"
+	TCG = "tcg"
+)
+
+// Config describes one VM.
+type Config struct {
+	Binary   string // default DefaultBinary
+	Name     string // shown by ps and in messages
+	Accel    string // KVM or TCG
+	Kernel   string // vmlinuz
+	Initrd   string // initramfs
+	Append   string // kernel command line; empty means DefaultAppend
+	MemoryMB int    // default 512
+	CPUs     int    // default 1
+	// Console receives the guest's first serial port (the kernel console).
+	Console string
+	// Report receives the second serial port (the agent's records); empty
+	// leaves it unconnected.
+	Report string
+	// AllowReboot lets a guest reboot; by default a reboot (and the panic
+	// that turns into one) ends qemu.
+	AllowReboot bool
+}
+
+// DefaultAppend is the kernel command line of a test VM: console on the
+// first serial port, an oops becomes a panic and a panic reboots at once
+// (qemu runs with -no-reboot, so it exits), quiet to keep emulated serial
+// output short (oops and panic lines are printed at every log level).
+const DefaultAppend = "console=ttyS0 quiet oops=panic panic=-1 rdinit=/init"
+
+// Args returns qemu's arguments (without the binary) for c.
+func Args(c Config) []string {
+	mem, cpus := c.MemoryMB, c.CPUs
+	if mem <= 0 {
+		mem = 512
+	}
+	if cpus <= 0 {
+		cpus = 1
+	}
+	appendLine := c.Append
+	if appendLine == "" {
+		appendLine = DefaultAppend
+	}
+	cpu := "max"
+	if c.Accel == KVM {
+		cpu = "host"
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config", "-nographic", "-display", "none",
+		"-accel", c.Accel,
+		"-cpu", cpu,
+		"-m", strconv.Itoa(mem),
+		"-smp", strconv.Itoa(cpus),
+		"-kernel", c.Kernel,
+		"-initrd", c.Initrd,
+		"-append", appendLine,
+		"-serial", "file:" + c.Console,
+	}
+	if c.Report != "" {
+		args = append(args, "-serial", "file:"+c.Report)
+	}
+	if !c.AllowReboot {
+		args = append(args, "-no-reboot")
+	}
+	if c.Name != "" {
+		args = append([]string{"-name", c.Name}, args...)
+	}
+	return args
+}
+
+// CommandLine is c's full command line, shell-quoted, for printing.
+func CommandLine(c Config) string {
+	bin := c.Binary
+	if bin == "" {
+		bin = DefaultBinary
+	}
+	parts := []string{quote(bin)}
+	for _, a := range Args(c) {
+		parts = append(parts, quote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+func quote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ErrDeadline is returned (wrapped) when a VM ran out of time and was killed.
+var ErrDeadline = errors.New("deadline exceeded, VM killed")
+
+// Result is how one VM run ended.
+type Result struct {
+	Seconds  float64 // qemu's wall time
+	ExitCode int     // qemu's exit code, -1 if killed
+}
+
+// Run starts qemu for c, waits until it exits, the deadline passes or ctx
+// is cancelled, and makes sure no process of its group survives. A guest
+// that powers off is a nil error; a deadline is ErrDeadline; a qemu that
+// fails is an error with the end of its stderr.
+func Run(ctx context.Context, c Config, deadline time.Duration) (Result, error) {
+	bin := c.Binary
+	if bin == "" {
+		bin = DefaultBinary
+	}
+	for _, f := range []string{c.Console, c.Report} {
+		if f != "" {
+			// qemu appends to an existing file; a retry must not see the
+			// previous attempt's records.
+			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+				return Result{ExitCode: -1}, err
+			}
+		}
+	}
+	cmd := exec.Command(bin, Args(c)...)
+	var stderr tailBuffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", bin, err)
+	}
+	pgid := cmd.Process.Pid
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+		err = fmt.Errorf("%s: %w after %s", c.Name, ErrDeadline, deadline)
+	case <-ctx.Done():
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+		err = fmt.Errorf("%s: %w", c.Name, ctx.Err())
+	}
+	// Anything qemu forked (it does not, normally) goes with it.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	res := Result{Seconds: time.Since(start).Seconds(), ExitCode: cmd.ProcessState.ExitCode()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		err = fmt.Errorf("%s: qemu exited with %d: %s", c.Name, res.ExitCode, strings.TrimSpace(stderr.String()))
+	}
+	return res, err
+}
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

@@ -1,0 +1,256 @@
+package vagrant
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/apt"
+	"github.com/falcosecurity/libs/test/vm/scripts/compile"
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/container"
+	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+const e2eBox = "test-vm/debian-trixie"
+
+// TestE2ELibvirt is the Vagrant provider for real: Vagrant +
+// vagrant-libvirt + libvirt with domain type qemu (emulation) on a Debian
+// box built here (debootstrap, MBR disk with grub), the CI grid's two
+// Debian kernels installed by Init, and Loop switching to each through
+// grub, rebooting, verifying uname -r and running the stand-in driver cells.
+// Where the qemu provider has tested the same cells in the shared build
+// directory, the outcomes must agree.
+func TestE2ELibvirt(t *testing.T) {
+	if os.Getenv("VM_E2E") != "1" {
+		t.Skip("slow end-to-end test: set VM_E2E=1")
+	}
+	for _, tool := range []string{"vagrant", "virsh", "libvirtd", "virtlogd", "debootstrap", "qemu-img", "sfdisk", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("needs %s: apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base debootstrap fdisk e2fsprogs", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 75*time.Minute)
+	defer cancel()
+	out := ui.New(os.Stderr)
+	root := repoRoot(t)
+	shared := os.Getenv("VM_E2E_BUILD")
+	if shared == "" {
+		shared = filepath.Join(root, "build", "e2e")
+	}
+	env := map[string]string{
+		"VM_BUILD_DIR":     shared,
+		"VM_KERNELS":       filepath.Join(root, "testdata", "grids", "ci.txt"),
+		"VM_LIBS_DIR":      filepath.Join(root, "no-libs-tree"), // the stand-in tree
+		"VM_PROVIDER":      "qemu",
+		"VM_COMPILERS":     "gcc-12,gcc-14,clang-19",
+		"VM_DEBIAN_MIRROR": os.Getenv("VM_DEBIAN_MIRROR"),
+	}
+	sharedCfg, err := config.Parse(func(k string) string { return env[k] }, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kernels and drivers as the earlier stages make them (cached).
+	if err := container.Build(ctx, sharedCfg, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := kernel.Fetch(ctx, sharedCfg, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := compile.Run(ctx, sharedCfg, out); err != nil {
+		t.Fatal(err)
+	}
+
+	// This provider's own build directory, so that its records do not
+	// replace the qemu provider's in the shared one.
+	build := filepath.Join(shared, "vagrant-libvirt")
+	if err := os.MkdirAll(build, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(build, "results.json"))
+	for _, name := range []string{"driver", "scap-open", "scap-open.root", kernel.ManifestFile} {
+		link := filepath.Join(build, name)
+		os.Remove(link)
+		if err := os.Symlink(filepath.Join(shared, name), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sharedResults, err := results.Load(sharedCfg.Path("results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := results.Update(filepath.Join(build, "results.json"), func(f *results.File) error {
+		for _, c := range sharedResults.Cells {
+			if c.Compile != nil {
+				f.SetCompile(c.Kernel, c.Compiler, c.Driver, *c.Compile)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	env["VM_BUILD_DIR"], env["VM_PROVIDER"] = build, "libvirt"
+	cfg, err := config.Parse(func(k string) string { return env[k] }, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	startLibvirt(ctx, t)
+	mirror := sharedCfg.Mirror
+	if mirror == "" {
+		sources, err := apt.HostSources("/etc/apt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mirror, _, err = apt.Mirror(sources); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, err := insecurePublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := Box{Name: e2eBox, Suite: "trixie", Mirror: mirror, Dir: filepath.Join(shared, "vagrant-box"), SizeGiB: 4, PublicKey: pub}
+	if err := os.MkdirAll(box.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file, err := box.Build(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := addBox(ctx, cfg, box.Name, file); err != nil {
+		t.Fatal(err)
+	}
+
+	// The Vagrantfile's settings for this run.
+	t.Setenv("VM_BOX_DEBIAN", e2eBox)
+	t.Setenv("VM_LIBVIRT_DRIVER", "qemu")
+	t.Setenv("VM_IP_DEBIAN", "none")
+	t.Setenv("VM_MEMORY", "1536")
+	t.Setenv("VM_CPUS", "2")
+	t.Cleanup(func() {
+		cli, err := NewCLI(cfg.Root, stateDir(cfg), "libvirt", nil)
+		if err == nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			cli.Destroy(cctx, "debian")
+		}
+	})
+
+	if err := Init(ctx, cfg, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := Loop(ctx, cfg, out, "debian"); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := results.Load(cfg.Path("results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-42s %-14s %-14s\n", "cell", "libvirt", "qemu")
+	tested := 0
+	for _, c := range got.Cells {
+		if c.Test == nil {
+			continue
+		}
+		tested++
+		if c.Test.Provider != "libvirt" {
+			t.Errorf("%s: provider %q", c.ID(), c.Test.Provider)
+		}
+		if c.Test.Status == results.TestError {
+			t.Errorf("%s: error: %s (log %s)", c.ID(), c.Test.Reason, c.Test.Log)
+		}
+		qemu := "-"
+		if q := sharedResults.Find(c.Kernel, c.Compiler, c.Driver); q != nil && q.Test != nil && q.Test.Provider == "qemu" {
+			qemu = status(q.Test)
+			if qemu != status(c.Test) {
+				t.Errorf("%s: libvirt %s (%s), qemu %s (%s)", c.ID(), status(c.Test), c.Test.Reason, qemu, q.Test.Reason)
+			}
+		}
+		fmt.Fprintf(&table, "%-42s %-14s %-14s\n", c.ID(), status(c.Test), qemu)
+	}
+	t.Logf("providers compared:\n%s", table.String())
+	if tested == 0 {
+		t.Fatal("no cell was tested")
+	}
+	// Both kernels ran: each has a tested cell.
+	m, _ := kernel.LoadManifest(cfg.BuildDir)
+	for _, k := range m.Kernels {
+		found := false
+		for _, c := range got.Cells {
+			found = found || (c.Kernel == k.UnameR && c.Test != nil)
+		}
+		if !found {
+			t.Errorf("kernel %s: no cell tested", k.UnameR)
+		}
+	}
+}
+
+func status(t *results.Test) string {
+	if t.Kind != "" {
+		return t.Status + "/" + t.Kind
+	}
+	return t.Status
+}
+
+// startLibvirt starts virtlogd and libvirtd when libvirt does not answer
+// (hosts without systemd), and waits until it does.
+func startLibvirt(ctx context.Context, t *testing.T) {
+	t.Helper()
+	ping := func() error {
+		return exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "version").Run()
+	}
+	if ping() == nil {
+		return
+	}
+	for _, d := range []string{"virtlogd", "libvirtd"} {
+		if out, err := exec.CommandContext(ctx, d, "-d").CombinedOutput(); err != nil {
+			t.Fatalf("start %s: %v\n%s", d, err, out)
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for ping() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("libvirtd does not answer on qemu:///system")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// insecurePublicKey is Vagrant's insecure public key, shipped with
+// Vagrant (config.ssh.insert_key = false keeps it in use).
+func insecurePublicKey() (string, error) {
+	bin, err := exec.LookPath("vagrant")
+	if err != nil {
+		return "", err
+	}
+	candidates, _ := filepath.Glob("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub")
+	if real, err := filepath.EvalSymlinks(bin); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(real), "..", "keys", "vagrant.pub"))
+	}
+	for _, c := range candidates {
+		if b, err := os.ReadFile(c); err == nil {
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
+	return "", fmt.Errorf("vagrant's insecure public key (keys/vagrant.pub) not found next to %s", bin)
+}
+
+// addBox registers the box file with Vagrant under name.
+func addBox(ctx context.Context, cfg *config.Config, name, file string) error {
+	cmd := exec.CommandContext(ctx, "vagrant", "box", "add", "--force", "--name", name, file)
+	cmd.Dir = cfg.Root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("vagrant box add: %w\n%s", err, out)
+	}
+	return nil
+}
