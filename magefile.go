@@ -31,14 +31,11 @@ import (
 var out = ui.Stdout()
 
 // conf parses and validates the VM_* settings once per run, before any
-// target does work, and says which driver tree the run builds.
+// target does work.
 var conf = sync.OnceValues(func() (*config.Config, error) {
 	c, err := config.Load(".")
 	if err != nil {
 		return nil, err
-	}
-	if c.StandIn {
-		out.Linef("%s", c.SourceNote())
 	}
 	return c, setup.PrepareBuildDir(c.BuildDir)
 })
@@ -159,13 +156,14 @@ func Cleanup(ctx context.Context) error {
 	return ctErr
 }
 
-// Bench measures compile and VM loop times against their limits and writes build/bench.json.
+// Bench measures compile and VM loop times against their limits (grid: VM_KERNELS or two Debian kernels) and writes build/bench.json.
 func Bench(ctx context.Context) error {
 	c, err := conf()
 	if err != nil {
 		return err
 	}
-	mg.SerialCtxDeps(ctx, Setup, Container, Init)
+	// The bench runs the stages itself, on its own grid and build dirs.
+	mg.CtxDeps(ctx, Setup)
 	return bench.Run(ctx, c, out)
 }
 

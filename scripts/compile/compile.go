@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 		todo = append(todo, j)
 	}
 	err = results.Update(resultsPath, func(f *results.File) error {
-		f.Run.SourceHash, f.Run.Source = src.SHA256, cfg.LibsDir
+		f.Run.SourceHash, f.Run.Source, f.Run.Time = src.SHA256, cfg.LibsDir, time.Now().UTC()
 		for _, s := range skips {
 			f.SetCompile(s.Cell.Kernel, s.Cell.Compiler, s.Cell.Driver, results.Compile{Status: results.CompileSkip, Reason: s.Reason})
 		}

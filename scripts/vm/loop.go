@@ -335,7 +335,7 @@ func (r *runner) record(c cell, o cellOutcome) error {
 
 func updateRun(cfg *config.Config, accel string, seed int64) error {
 	return results.Update(cfg.Path("results.json"), func(f *results.File) error {
-		f.Run.Provider, f.Run.Accel, f.Run.Seed = "qemu", accel, seed
+		f.Run.Provider, f.Run.Accel, f.Run.Seed, f.Run.Time = "qemu", accel, seed, time.Now().UTC()
 		return nil
 	})
 }
