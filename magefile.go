@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,12 +71,28 @@ func Container(ctx context.Context) error {
 
 // Kernel downloads, verifies and extracts the kernels of the grid (VM_KERNELS) into build/.
 func Kernel(ctx context.Context) error {
+	mg.CtxDeps(ctx, kernels)
+	return kernelsFailed
+}
+
+// kernelsFailed names the kernels the kernel stage could not fetch. They do
+// not stop the stages after it (their cells are skipped with the reason),
+// but the run still ends with this error.
+var kernelsFailed error
+
+// kernels runs the kernel stage; it is what the later stages depend on.
+func kernels(ctx context.Context) error {
 	c, err := conf()
 	if err != nil {
 		return err
 	}
 	mg.CtxDeps(ctx, Container)
-	return kernel.Fetch(ctx, c, out)
+	err = kernel.Fetch(ctx, c, out)
+	if errors.Is(err, kernel.ErrSomeKernelsFailed) {
+		kernelsFailed = err
+		return nil
+	}
+	return err
 }
 
 // Init prepares the VMs: qemu (guest agent, KVM/TCG probe) or Vagrant (VMs with the grid's kernels).
@@ -84,8 +101,8 @@ func Init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mg.CtxDeps(ctx, Kernel)
-	return vm.Init(ctx, c, out)
+	mg.CtxDeps(ctx, kernels)
+	return errors.Join(vm.Init(ctx, c, out), kernelsFailed)
 }
 
 // Compile builds scap-open and every driver of the kernel x compiler grid in containers.
@@ -94,8 +111,8 @@ func Compile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mg.CtxDeps(ctx, Container, Kernel)
-	return compile.Run(ctx, c, out)
+	mg.SerialCtxDeps(ctx, Container, kernels)
+	return errors.Join(compile.Run(ctx, c, out), kernelsFailed)
 }
 
 // Loop tests every compiled driver on every kernel of the grid in VMs, then writes the result.
@@ -117,7 +134,10 @@ func loop(ctx context.Context, group string) error {
 	if err := result.Write(ctx, c, out); err != nil {
 		return err
 	}
-	return loopErr
+	if loopErr != nil {
+		return loopErr
+	}
+	return kernelsFailed
 }
 
 // Result writes the matrices (PNG, Markdown, JUnit) and the diff against the last run from build/results.json.
@@ -134,7 +154,7 @@ func All(ctx context.Context) error {
 	if _, err := conf(); err != nil {
 		return err
 	}
-	mg.SerialCtxDeps(ctx, Setup, Container, Kernel, Init, Compile)
+	mg.SerialCtxDeps(ctx, Setup, Container, kernels, Init, Compile)
 	return Loop(ctx)
 }
 

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
@@ -239,7 +240,10 @@ func (r *Resolver) fetchInRelease(ctx context.Context, url string) ([]byte, erro
 	}
 	client := r.Client
 	if client == nil {
-		client = http.DefaultClient
+		// InRelease is at most a few hundred KiB: a mirror that has not
+		// sent it in minutes is not going to, and a stuck connection
+		// must not hang the stage.
+		client = &http.Client{Timeout: 3 * time.Minute}
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -76,12 +76,16 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 		return fmt.Errorf("source archive: %w", err)
 	}
 	need := map[string]string{}
-	for _, k := range manifest.Kernels {
+	for i := range manifest.Kernels {
+		k := &manifest.Kernels[i]
 		if k.Error != "" || k.Sysroot == "" {
 			continue
 		}
+		// An unreadable sysroot is that kernel's problem: its cells are
+		// skipped with the reason, the other kernels build.
 		if need[k.UnameR], err = GlibcNeed(k.Sysroot); err != nil {
-			return err
+			k.Error = err.Error()
+			out.Linef("compile: kernel %s: %v", k.UnameR, err)
 		}
 	}
 	_, statErr := os.Stat(filepath.Join(cfg.LibsDir, "driver", "bpf"))
@@ -101,17 +105,26 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	if err != nil {
 		return err
 	}
-	var todo []Job
-	kept := 0
+	var todo, kept []Job
+	var keptRecs []results.Compile
 	for _, j := range jobs {
-		if upToDate(prev, cfg.BuildDir, j) {
-			kept += len(j.Cells)
+		if rec, ok := upToDate(prev, cfg.BuildDir, j); ok {
+			if rec != nil {
+				kept, keptRecs = append(kept, j), append(keptRecs, *rec)
+			}
 			continue
 		}
 		todo = append(todo, j)
 	}
 	err = results.Update(resultsPath, func(f *results.File) error {
 		f.Run.SourceHash, f.Run.Source, f.Run.Time = src.SHA256, cfg.LibsDir, time.Now().UTC()
+		for i, j := range kept {
+			for _, id := range j.Cells {
+				if c := f.Find(id.Kernel, id.Compiler, id.Driver); c == nil || c.Compile == nil || c.Compile.Key != j.Key {
+					f.SetCompile(id.Kernel, id.Compiler, id.Driver, keptRecs[i])
+				}
+			}
+		}
 		for _, s := range skips {
 			f.SetCompile(s.Cell.Kernel, s.Cell.Compiler, s.Cell.Driver, results.Compile{Status: results.CompileSkip, Reason: s.Reason})
 		}
@@ -120,8 +133,8 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	if err != nil {
 		return err
 	}
-	if kept > 0 {
-		out.Linef("compile: %d cells unchanged since the last run, kept their results", kept)
+	if n := cellCount(kept); n > 0 {
+		out.Linef("compile: %d cells unchanged since the last run, kept their results", n)
 	}
 	for _, s := range skips {
 		// The summary lists every skip; a line is for news only.
@@ -158,30 +171,42 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	return nil
 }
 
-// upToDate reports whether every cell of j was recorded with j's key and,
-// when it built, its artifact is still there.
-func upToDate(prev *results.File, buildDir string, j Job) bool {
+// upToDate reports whether j need not run: an earlier run recorded its
+// outcome under j's key and, when it built, its artifact is still there.
+// It returns that record (nil for scap-open, which keeps its key beside its
+// artifact) for the cells of j that lack it: a modern_bpf build is shared
+// by every kernel's cell, so a kernel new to the grid takes the record of
+// the build instead of causing it again.
+func upToDate(prev *results.File, buildDir string, j Job) (*results.Compile, bool) {
 	if j.Driver == DriverScapOpen {
 		b, err := os.ReadFile(filepath.Join(buildDir, j.Artifact+".key"))
 		_, serr := os.Stat(filepath.Join(buildDir, j.Artifact))
-		return err == nil && serr == nil && strings.TrimSpace(string(b)) == j.Key
+		return nil, err == nil && serr == nil && strings.TrimSpace(string(b)) == j.Key
 	}
 	for _, id := range j.Cells {
 		c := prev.Find(id.Kernel, id.Compiler, id.Driver)
 		if c == nil || c.Compile == nil || c.Compile.Key != j.Key {
-			return false
+			continue
 		}
 		switch c.Compile.Status {
 		case results.CompileOK:
 			if _, err := os.Stat(filepath.Join(buildDir, j.Artifact)); err != nil {
-				return false
+				return nil, false
 			}
+			return c.Compile, true
 		case results.CompileFail:
-		default:
-			return false
+			return c.Compile, true
 		}
 	}
-	return true
+	return nil, false
+}
+
+func cellCount(jobs []Job) int {
+	n := 0
+	for _, j := range jobs {
+		n += len(j.Cells)
+	}
+	return n
 }
 
 // runPool runs jobs, at most n at a time, recording each outcome as soon

@@ -100,8 +100,19 @@ func Plan(in Inputs) ([]Job, []Skip) {
 			Log:      path.Join("logs", "compile", c, DriverModernBPF+".log"),
 		})
 	}
+	healthy := map[string]bool{}
+	for _, k := range in.Kernels {
+		if k.Error == "" {
+			healthy[k.UnameR] = true
+		}
+	}
 	for i := range in.Kernels {
 		k := &in.Kernels[i]
+		if k.Error != "" && healthy[k.UnameR] {
+			// A second grid line for a kernel already in the grid (the
+			// kernel stage refused it): its cells are the first line's.
+			continue
+		}
 		noHeaders := ""
 		if k.Error != "" || k.Sysroot == "" || k.KernelDir == "" {
 			noHeaders = ReasonNoHeaders
@@ -109,12 +120,19 @@ func Plan(in Inputs) ([]Job, []Skip) {
 				noHeaders += ": " + k.Error
 			}
 		}
+		// A kernel that failed before its release was known (e.g. its
+		// packages did not download) is named by its grid name: a cell
+		// without a kernel name would make results.json unreadable.
+		kname := k.UnameR
+		if kname == "" {
+			kname = k.Name
+		}
 		for _, c := range in.Compilers {
 			for _, d := range driversOf(c) {
 				if !has(d) {
 					continue
 				}
-				id := CellID{k.UnameR, c, d}
+				id := CellID{kname, c, d}
 				if noHeaders != "" {
 					skips = append(skips, Skip{id, noHeaders})
 					continue

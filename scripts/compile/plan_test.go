@@ -107,6 +107,32 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+// A failed kernel's cells are recorded under a name results.json accepts,
+// and never over the cells of the same kernel on another grid line.
+func TestPlanFailedKernels(t *testing.T) {
+	in := testInputs()
+	ok := in.Kernels[0]
+	in.Kernels = []kernel.Entry{
+		ok,
+		{Name: "again", UnameR: ok.UnameR, Error: "uname -r " + ok.UnameR + " is also the kernel of line 1"},
+		{Name: "meta", Error: "no kernel image in the kernel packages"},
+	}
+	in.Compilers, in.Drivers = []string{"gcc-12"}, []string{"kmod"}
+	jobs, skips := Plan(in)
+	j, s := byCell(jobs, skips)
+	if _, built := j["gcc-12/"+ok.UnameR+"/kmod"]; !built || s["gcc-12/"+ok.UnameR+"/kmod"] != "" {
+		t.Errorf("the duplicate line's skip shadows the kernel's cell: skips %v", s)
+	}
+	if r := s["gcc-12/meta/kmod"]; r != "no headers: no kernel image in the kernel packages" {
+		t.Errorf("kernel without a release: skips %v", s)
+	}
+	for _, x := range skips {
+		if x.Cell.Kernel == "" {
+			t.Errorf("cell without a kernel: %+v", x)
+		}
+	}
+}
+
 func TestPlanKeys(t *testing.T) {
 	in := testInputs()
 	a, _ := Plan(in)
@@ -195,24 +221,49 @@ func TestUpToDate(t *testing.T) {
 	j := Job{Driver: DriverKmod, Key: "k1", Artifact: "driver/gcc-12/6.1.ko",
 		Cells: []CellID{{"6.1", "gcc-12", "kmod"}}}
 	f := &results.File{}
-	if upToDate(f, dir, j) {
+	if _, ok := upToDate(f, dir, j); ok {
 		t.Fatal("a cell never built is up to date")
 	}
 	f.SetCompile("6.1", "gcc-12", "kmod", results.Compile{Status: results.CompileOK, Key: "k1", Artifact: j.Artifact})
-	if upToDate(f, dir, j) {
+	if _, ok := upToDate(f, dir, j); ok {
 		t.Fatal("up to date without its artifact")
 	}
 	os.MkdirAll(filepath.Join(dir, "driver/gcc-12"), 0o755)
 	os.WriteFile(filepath.Join(dir, j.Artifact), []byte("ko"), 0o644)
-	if !upToDate(f, dir, j) {
-		t.Fatal("same key and artifact: not up to date")
+	if rec, ok := upToDate(f, dir, j); !ok || rec.Status != results.CompileOK {
+		t.Fatalf("same key and artifact: not up to date (%v, %+v)", ok, rec)
 	}
 	j.Key = "k2"
-	if upToDate(f, dir, j) {
+	if _, ok := upToDate(f, dir, j); ok {
 		t.Fatal("a changed key is up to date")
 	}
 	f.SetCompile("6.1", "gcc-12", "kmod", results.Compile{Status: results.CompileFail, Key: "k2"})
-	if !upToDate(f, dir, j) {
+	if _, ok := upToDate(f, dir, j); !ok {
 		t.Fatal("a failure with the same key is rebuilt")
+	}
+	f.SetCompile("6.1", "gcc-12", "kmod", results.Compile{Status: results.CompileSkip, Key: "k2"})
+	if _, ok := upToDate(f, dir, j); ok {
+		t.Fatal("a skipped cell counts as built")
+	}
+}
+
+// The modern_bpf build does not depend on the kernel: a kernel new to the
+// grid takes its record instead of building it again.
+func TestUpToDateSharedModernBuild(t *testing.T) {
+	dir := t.TempDir()
+	j := Job{Driver: DriverModernBPF, Compiler: "clang-19", Key: "m1", Artifact: "driver/clang-19/modern_bpf/scap-open",
+		Cells: []CellID{{"6.1", "clang-19", "modern_bpf"}, {"6.12", "clang-19", "modern_bpf"}}}
+	os.MkdirAll(filepath.Join(dir, "driver/clang-19/modern_bpf"), 0o755)
+	os.WriteFile(filepath.Join(dir, j.Artifact), []byte("elf"), 0o755)
+	f := &results.File{}
+	f.SetCompile("6.1", "clang-19", "modern_bpf", results.Compile{Status: results.CompileOK, Key: "m1", Artifact: j.Artifact, Log: "l"})
+	f.SetCompile("6.12", "clang-19", "modern_bpf", results.Compile{Status: results.CompileOK, Key: "old", Artifact: j.Artifact})
+	rec, ok := upToDate(f, dir, j)
+	if !ok || rec == nil || rec.Key != "m1" || rec.Log != "l" {
+		t.Fatalf("a new kernel's cell rebuilds the shared modern_bpf build: %v %+v", ok, rec)
+	}
+	os.Remove(filepath.Join(dir, j.Artifact))
+	if _, ok := upToDate(f, dir, j); ok {
+		t.Fatal("up to date without its artifact")
 	}
 }

@@ -41,6 +41,10 @@ type Downloader struct {
 	client   *http.Client
 	jobs     int
 	attempts int // tries per item when the server cuts a transfer short
+	// stall is how long a transfer may receive nothing before it is
+	// abandoned (and resumed, like one the server cut short): a connection
+	// that silently died must not hang the stage.
+	stall    time.Duration
 	progress func(int64)
 	bytes    atomic.Int64 // bytes received from the network
 }
@@ -54,7 +58,7 @@ func New(client *http.Client, jobs int) *Downloader {
 			IdleConnTimeout:       30 * time.Second,
 		}}
 	}
-	return &Downloader{client: client, jobs: max(jobs, 1), attempts: 3}
+	return &Downloader{client: client, jobs: max(jobs, 1), attempts: 3, stall: 2 * time.Minute}
 }
 
 // OnProgress sets a function called with the number of bytes of each chunk
@@ -181,7 +185,11 @@ func (d *Downloader) transfer(ctx context.Context, it Item, part string) (int64,
 	if it.Size == 0 || have >= it.Size {
 		have = 0 // nothing to resume against, or already too long
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, it.URL, nil)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stalled := time.AfterFunc(d.stall, cancel)
+	defer stalled.Stop()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, it.URL, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -190,6 +198,9 @@ func (d *Downloader) transfer(ctx context.Context, it Item, part string) (int64,
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
+		if ctx.Err() == nil && rctx.Err() != nil {
+			return 0, fmt.Errorf("no answer in %s", d.stall)
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()
@@ -207,7 +218,7 @@ func (d *Downloader) transfer(ctx context.Context, it Item, part string) (int64,
 	if err != nil {
 		return 0, err
 	}
-	n, copyErr := io.Copy(f, &counter{r: resp.Body, d: d})
+	n, copyErr := io.Copy(f, &counter{r: resp.Body, d: d, stalled: stalled})
 	closeErr := f.Close()
 	got := have + n
 	switch {
@@ -217,21 +228,26 @@ func (d *Downloader) transfer(ctx context.Context, it Item, part string) (int64,
 		return n, fmt.Errorf("too long: got %d bytes, want %d", got, it.Size)
 	case it.Size > 0 && got < it.Size:
 		return n, &shortError{got: got, want: it.Size}
+	case copyErr != nil && rctx.Err() != nil:
+		return n, fmt.Errorf("stalled: nothing received for %s", d.stall)
 	case copyErr != nil:
 		return n, copyErr
 	}
 	return n, closeErr
 }
 
-// counter counts bytes read from the network.
+// counter counts bytes read from the network and, as they come, puts off
+// the stall deadline.
 type counter struct {
-	r io.Reader
-	d *Downloader
+	r       io.Reader
+	d       *Downloader
+	stalled *time.Timer
 }
 
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
+		c.stalled.Reset(c.d.stall)
 		c.d.bytes.Add(int64(n))
 		if c.d.progress != nil {
 			c.d.progress(int64(n))

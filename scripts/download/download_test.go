@@ -199,3 +199,43 @@ func TestCancelKeepsPartialForResume(t *testing.T) {
 		t.Errorf("no partial file kept to resume: %v", err)
 	}
 }
+
+// A transfer that stops receiving (a connection that silently died) is
+// abandoned after the stall time and resumed, instead of hanging the run.
+func TestStalledTransferResumes(t *testing.T) {
+	var hits atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Content-Length", fmt.Sprint(len(payload)))
+			w.Write(payload[:len(payload)/2])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // hold the connection open, sending nothing
+			return
+		}
+		http.ServeContent(w, r, "x.deb", time.Time{}, bytes.NewReader(payload))
+	}))
+	t.Cleanup(s.Close)
+	dir := t.TempDir()
+	it := Item{URL: s.URL + "/x.deb", Dest: filepath.Join(dir, "x.deb"), Size: int64(len(payload)), SHA256: sum(payload)}
+	d := New(nil, 1)
+	d.stall = 200 * time.Millisecond
+	if _, err := d.Get(context.Background(), it); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(it.Dest); err != nil || !bytes.Equal(b, payload) {
+		t.Fatalf("content after a stall: %d bytes, %v", len(b), err)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("%d requests, want 2 (the stalled one and its resume)", hits.Load())
+	}
+
+	// Without a known size there is nothing to resume against: an error.
+	hits.Store(0)
+	it = Item{URL: s.URL + "/y.deb", Dest: filepath.Join(dir, "y.deb")}
+	if _, err := d.Get(context.Background(), it); err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Errorf("want a stall error, got %v", err)
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Errorf("cache after a stalled download: %v", got)
+	}
+}

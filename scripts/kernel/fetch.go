@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/apt"
 	"github.com/falcosecurity/libs/test/vm/scripts/archive"
@@ -98,6 +99,14 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 		jobs[i] = j
 	}
 	out.Linef("kernel: %d kernels in %s", len(jobs), cfg.KernelsFile)
+	// Two runs on one build directory (two terminals, parallel test
+	// packages) would write the same partial downloads, and each would
+	// delete the other's half-extracted trees as stale: one at a time.
+	unlock, err := lockBuildDir(cfg.Path(".kernel.lock"), out)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// Trees are named by uname -r: two lines for one kernel would fight
 	// over the same directories.
 	byUname := map[string]int{}
@@ -138,7 +147,7 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 	}
 	out.Linef("kernel: %d ok, %d failed; %s downloaded; manifest %s", len(jobs)-len(failed), len(failed), mib(dl.Bytes()), cfg.Path(ManifestFile))
 	if len(failed) > 0 {
-		return m, fmt.Errorf("kernel: %d of %d kernels failed (recorded in %s): %s", len(failed), len(jobs), cfg.Path(ManifestFile), strings.Join(failed, "; "))
+		return m, &someFailedError{fmt.Sprintf("kernel: %d of %d kernels failed (recorded in %s): %s", len(failed), len(jobs), cfg.Path(ManifestFile), strings.Join(failed, "; "))}
 	}
 	return m, nil
 }
@@ -508,3 +517,43 @@ func mib(n int64) string {
 }
 
 var errNoManifest = errors.New("no kernel manifest: run the kernel stage first (mage kernel)")
+
+// ErrSomeKernelsFailed is wrapped by the error of a run in which some
+// kernels could not be fetched or extracted but the manifest was written:
+// the failed kernels carry their Error there (their cells are skipped with
+// "no headers") and the later stages can still run on the others.
+var ErrSomeKernelsFailed = errors.New("some kernels failed")
+
+type someFailedError struct{ msg string }
+
+func (e *someFailedError) Error() string        { return e.msg }
+func (e *someFailedError) Is(target error) bool { return target == ErrSomeKernelsFailed }
+
+// lockBuildDir takes an exclusive flock on name, saying so when another
+// process holds it, and returns the function that releases it.
+func lockBuildDir(name string, out *ui.Printer) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	flock := func(how int) error {
+		for {
+			if err := syscall.Flock(int(f.Fd()), how); err != syscall.EINTR {
+				return err
+			}
+		}
+	}
+	err = flock(syscall.LOCK_EX | syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		out.Linef("kernel: waiting for another kernel stage on %s", filepath.Dir(name))
+		err = flock(syscall.LOCK_EX)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return func() { flock(syscall.LOCK_UN); f.Close() }, nil
+}

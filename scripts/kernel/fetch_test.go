@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/apt/apttest"
 	"github.com/falcosecurity/libs/test/vm/scripts/archive/archivetest"
@@ -119,6 +121,9 @@ func TestFetchDebianKernels(t *testing.T) {
 	m, dl, err := f.fetch(t)
 	if err == nil || !strings.Contains(err.Error(), "1 of 3 kernels failed") || !strings.Contains(err.Error(), "gone (line 4): ") {
 		t.Fatalf("want an error naming only the broken kernel, got %v", err)
+	}
+	if !errors.Is(err, ErrSomeKernelsFailed) {
+		t.Errorf("a partial failure should wrap ErrSomeKernelsFailed: %v", err)
 	}
 	if dl.Bytes() == 0 || dl.Bytes() != f.archive.PackageBytes() {
 		t.Errorf("downloader counted %d bytes, archive served %d", dl.Bytes(), f.archive.PackageBytes())
@@ -297,6 +302,63 @@ func TestFetchRefusesOneKernelTwice(t *testing.T) {
 	if m.Kernels[0].Error != "" || m.Kernels[0].Sysroot == "" {
 		t.Errorf("the first line should still be fetched: %+v", m.Kernels[0])
 	}
+}
+
+// A second run on the same build directory waits for the first, then
+// finds everything in place: it neither downloads again nor removes the
+// first one's trees while they are being made.
+func TestFetchWaitsForAnotherRun(t *testing.T) {
+	f := newFixture(t, twoKernelsAndABrokenOne)
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.archive.Publish(t)
+	unlock, err := lockBuildDir(f.cfg.Path(".kernel.lock"), ui.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Debris of a run in progress, which a run that does not wait would
+	// delete as stale.
+	inProgress := f.cfg.Path("headers_extracted", ".tmp-other")
+	if err := os.MkdirAll(inProgress, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := (&Fetcher{Config: f.cfg, Out: ui.New(&out), Keyring: f.archive.Keyring, AptEtc: t.TempDir()}).Fetch(context.Background())
+		done <- err
+	}()
+	for !strings.Contains(out.String(), "waiting for another kernel stage") {
+		select {
+		case err := <-done:
+			t.Fatalf("the second run did not wait for the lock: %v", err)
+		default:
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Errorf("a waiting run touched the other run's trees: %v", err)
+	}
+	unlock()
+	if err := <-done; err == nil || !errors.Is(err, ErrSomeKernelsFailed) {
+		t.Fatalf("after the lock: %v", err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestFetchCancelled(t *testing.T) {

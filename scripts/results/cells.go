@@ -19,7 +19,10 @@ func (f *File) Find(kernel, compiler, driver string) *Cell {
 
 // Upsert records c: a new cell is appended; for an existing cell, the
 // stage records c carries (Compile, Test) replace the old ones and the
-// records c leaves nil are kept. It returns the stored cell.
+// records c leaves nil are kept, except that a compile record with another
+// key drops the old test record: that test was of an artifact built from
+// other inputs, and keeping it would let a stale pass stand for the new
+// artifact. It returns the stored cell.
 func (f *File) Upsert(c Cell) *Cell {
 	old := f.Find(c.Kernel, c.Compiler, c.Driver)
 	if old == nil {
@@ -27,6 +30,9 @@ func (f *File) Upsert(c Cell) *Cell {
 		return &f.Cells[len(f.Cells)-1]
 	}
 	if c.Compile != nil {
+		if old.Compile != nil && old.Compile.Key != c.Compile.Key {
+			old.Test = nil
+		}
 		old.Compile = c.Compile
 	}
 	if c.Test != nil {
@@ -36,7 +42,7 @@ func (f *File) Upsert(c Cell) *Cell {
 }
 
 // SetCompile records what the compile stage found for a cell, keeping the
-// cell's test record.
+// cell's test record unless the compile key changed (see Upsert).
 func (f *File) SetCompile(kernel, compiler, driver string, c Compile) *Cell {
 	return f.Upsert(Cell{Kernel: kernel, Compiler: compiler, Driver: driver, Compile: &c})
 }

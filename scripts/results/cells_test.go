@@ -23,6 +23,23 @@ func TestUpsertKeepsTheOtherStage(t *testing.T) {
 	}
 }
 
+// A re-compile from other inputs (another key) makes the old test record
+// stale: it must not survive, or the VM stage would keep a pass of the old
+// artifact for the new one.
+func TestUpsertDropsTestOfAnOlderArtifact(t *testing.T) {
+	f := &File{}
+	f.SetCompile("6.1.0-50-cloud-amd64", "gcc-12", "kmod", Compile{Status: CompileOK, Key: "k1"})
+	f.SetTest("6.1.0-50-cloud-amd64", "gcc-12", "kmod", Test{Status: TestPass, Events: 99})
+	f.SetCompile("6.1.0-50-cloud-amd64", "gcc-12", "kmod", Compile{Status: CompileOK, Key: "k1"})
+	if c := f.Find("6.1.0-50-cloud-amd64", "gcc-12", "kmod"); c.Test == nil {
+		t.Fatal("same key: test record dropped")
+	}
+	f.SetCompile("6.1.0-50-cloud-amd64", "gcc-12", "kmod", Compile{Status: CompileOK, Key: "k2"})
+	if c := f.Find("6.1.0-50-cloud-amd64", "gcc-12", "kmod"); c.Test != nil || c.Compile.Key != "k2" {
+		t.Fatalf("new key: cell %+v, test %+v", c, c.Test)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	f := &File{}
 	f.SetTest("6.1.0-50-cloud-amd64", "gcc-12", "kmod", Test{Status: "passed"})

@@ -235,6 +235,16 @@ func parseCell(output string) (*guest.Record, string) {
 	if sawExit && (rec.Exit == 124 || rec.Exit == 137) {
 		rec.TimedOut = true
 	}
+	// 125-127: timeout or chroot could not start scap-open at all (a
+	// missing file or library in its root): the run is broken, not the
+	// driver.
+	if sawExit && rec.Exit >= 125 && rec.Exit <= 127 && rec.Events < 0 {
+		last := guest.LastLines(rec.Output, 1)
+		rec.Error = fmt.Sprintf("scap-open could not be started (exit %d)", rec.Exit)
+		if len(last) > 0 {
+			rec.Error += ": " + last[0]
+		}
+	}
 	if !sawExit && rec.Load == "" && rec.Skip == "" {
 		rec.Error = "cell script ended without reporting scap-open's exit status"
 	}

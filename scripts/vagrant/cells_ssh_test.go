@@ -84,6 +84,16 @@ echo "[   12.345678] scap: disagrees about version of symbol module_layout"
 	if out, err := buildCmd.CombinedOutput(); err != nil {
 		t.Fatalf("build stand-in scap-open: %v\n%s", err, out)
 	}
+	// The library closure beside scap-open, here a symlink to the tree
+	// as a shared build directory may have it.
+	closure := t.TempDir()
+	writeFile(t, filepath.Join(closure, "lib", "x86_64-linux-gnu", "libstandin.so.1"), "lib")
+	if err := os.Symlink("libstandin.so.1", filepath.Join(closure, "lib", "x86_64-linux-gnu", "libstandin.so")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(closure, scapOpen+".root"); err != nil {
+		t.Fatal(err)
+	}
 	stand, _ := os.ReadFile(scapOpen)
 	writeFile(t, filepath.Join(build, "driver/clang-19/modern_bpf/scap-open"), string(stand))
 	for comp, content := range map[string]string{"gcc-12": "module", "gcc-11": "module"} {
@@ -169,6 +179,10 @@ echo "[   12.345678] scap: disagrees about version of symbol module_layout"
 	// scap-open's output reached the terminal; the marker lines did not.
 	if !strings.Contains(printed.String(), "[SCAP-OPEN]: Hello!") || strings.Contains(printed.String(), marker) {
 		t.Errorf("printed output:\n%s", printed.String())
+	}
+	// The closure is in scap-open's root, symlinks kept.
+	if l, err := os.Readlink(filepath.Join(home, "test-vm/roots/0/lib/x86_64-linux-gnu/libstandin.so")); err != nil || l != "libstandin.so.1" {
+		t.Errorf("closure in the guest: link %q, %v", l, err)
 	}
 	// The guest's mounts went away with its namespace.
 	if out, _ := exec.Command("sh", "-c", "grep -c "+home+" /proc/mounts").Output(); strings.TrimSpace(string(out)) != "0" {

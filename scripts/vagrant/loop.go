@@ -180,6 +180,11 @@ func (l *looper) upload(ctx context.Context, gf *guestFiles) error {
 // uploadTree copies a host directory tree into dir of the guest (tar over
 // ssh; symlinks kept, as a library closure needs).
 func uploadTree(ctx context.Context, c *sshx.Client, host, dir string) error {
+	// WalkDir does not descend into a root that is a symlink.
+	host, err := filepath.EvalSymlinks(host)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", host, err)
+	}
 	pr, pw := io.Pipe()
 	go func() {
 		tw := tar.NewWriter(pw)

@@ -162,6 +162,10 @@ func TestParseCell(t *testing.T) {
 			output: marker + "uname k\nlibbpf: prog 'x': BPF program load failed: Permission denied\nerror\n" + marker + "exit 1\n",
 			want:   "fail/load", reason: "BPF program load failed",
 		},
+		"scap-open missing": {
+			output: marker + "uname k\nchroot: failed to run command '/scap-open': No such file or directory\n" + marker + "exit 127\n",
+			want:   "error", reason: "could not be started (exit 127)",
+		},
 		"script cut short": {
 			output: marker + "uname k\n[SCAP-OPEN]: Hello!\n",
 			want:   "error", reason: "without reporting",

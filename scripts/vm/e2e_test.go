@@ -60,7 +60,8 @@ func e2eEnv(t *testing.T, env map[string]string) *config.Config {
 	return cfg
 }
 
-// e2eSetup fetches the CI grid's kernels (cached) and builds the agent.
+// e2eSetup fetches the CI grid's kernels (cached), builds the agent and
+// loads (or, the first time, decides) the accelerator.
 func e2eSetup(t *testing.T, env map[string]string) (*config.Config, *kernel.Manifest, *qemuSetup) {
 	t.Helper()
 	cfg := e2eEnv(t, env)
@@ -77,7 +78,10 @@ func e2eSetup(t *testing.T, env map[string]string) (*config.Config, *kernel.Mani
 			t.Fatalf("kernel %s not usable: %s", k.UnameR, k.Error)
 		}
 	}
-	setup, err := initQemu(t.Context(), cfg, out)
+	// The accelerator decided once in the shared build dir is reused (a
+	// failing KVM probe costs its whole deadline); TestE2EAccelProbe runs
+	// the probe itself.
+	setup, err := loadSetup(t.Context(), cfg, out)
 	if err != nil {
 		t.Fatal(err)
 	}

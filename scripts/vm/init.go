@@ -65,20 +65,27 @@ func initQemu(ctx context.Context, cfg *config.Config, out *ui.Printer) (*qemuSe
 }
 
 // loadSetup returns the agent and the accelerator Init recorded, running
-// Init when either is missing. cfg.Accel overrides the recorded decision.
+// Init when the decision is missing. The agent is built again every time
+// (Go's build cache makes that a fraction of a second when nothing
+// changed), so an agent left by an older source never runs. cfg.Accel
+// overrides the recorded decision.
 func loadSetup(ctx context.Context, cfg *config.Config, out *ui.Printer) (*qemuSetup, error) {
 	var acc Accel
 	b, err := os.ReadFile(cfg.Path(accelFile))
 	if err == nil {
 		err = json.Unmarshal(b, &acc)
 	}
-	if _, aerr := os.Stat(agentPath(cfg)); err != nil || aerr != nil {
+	if err != nil {
 		return initQemu(ctx, cfg, out)
+	}
+	agent, err := buildAgent(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Accel != "auto" && cfg.Accel != acc.Accel {
 		acc = Accel{Accel: cfg.Accel, Reason: "VM_ACCEL=" + cfg.Accel, Time: time.Now()}
 	}
-	return &qemuSetup{Agent: agentPath(cfg), Accel: acc}, nil
+	return &qemuSetup{Agent: agent, Accel: acc}, nil
 }
 
 // buildAgent compiles the guest agent as a static linux/amd64 binary.

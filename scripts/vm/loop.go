@@ -33,6 +33,8 @@ type runner struct {
 	cellTimeout time.Duration
 	// hang makes every agent hang before reporting (negative control).
 	hang bool
+	// qemuBinary replaces qemu.DefaultBinary when set.
+	qemuBinary string
 
 	mu      sync.Mutex
 	summary []cellOutcome
@@ -211,7 +213,7 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) (map[string]cellOutcome, e
 		return nil, fmt.Errorf("%s: %w", j.Name, err)
 	}
 	qc := qemu.Config{
-		Name: j.Name, Accel: r.setup.Accel.Accel, Kernel: j.Kernel.Vmlinuz, Initrd: initrd,
+		Binary: r.qemuBinary, Name: j.Name, Accel: r.setup.Accel.Accel, Kernel: j.Kernel.Vmlinuz, Initrd: initrd,
 		Console: filepath.Join(logDir, j.Name+".console.log"),
 		Report:  filepath.Join(workDir, "report.jsonl"),
 	}
@@ -242,8 +244,12 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) (map[string]cellOutcome, e
 	}
 	for _, c := range j.Cells {
 		rec := rep.Results[c.ID()]
-		if rep.Hello != nil && rec == nil && !started[c.ID()] {
-			continue // never started: the caller gives it a fresh VM
+		if len(rep.Started) > 0 && rec == nil && !started[c.ID()] {
+			// Never started because an earlier cell ended the VM: the
+			// caller gives it a fresh VM. When no cell started at all,
+			// every cell is classified (an attempt each), so a VM that
+			// keeps dying before its first cell cannot loop forever.
+			continue
 		}
 		o := guest.Classify(rec, started[c.ID()], console, vmErr, cfg.MinEvents)
 		if rep.Hello == nil && vmErr == nil {
@@ -307,13 +313,19 @@ func writeCellLog(path string, c cell, rec *guest.Record, o guest.Outcome, conso
 }
 
 // record merges a cell's final outcome into results.json and, on a pass,
-// copies the artifact to build/driver_ok/<compiler>/<uname-r>.<ext>.
+// copies the artifact to build/driver_ok/<compiler>/<uname-r>.<ext>; any
+// other outcome removes what an earlier pass left there, so driver_ok only
+// ever holds artifacts that passed as they are now.
 func (r *runner) record(c cell, o cellOutcome) error {
 	cfg := r.cfg
-	if o.Outcome.Status == guest.Pass && c.Driver != "modern_bpf" {
+	if c.Driver != "modern_bpf" {
 		dst := cfg.Path("driver_ok", c.Compiler, c.Kernel+c.ext())
-		if err := copyFile(c.Artifact, dst); err != nil {
-			return fmt.Errorf("%s: keep passing artifact: %w", c.ID(), err)
+		if o.Outcome.Status == guest.Pass {
+			if err := copyFile(c.Artifact, dst); err != nil {
+				return fmt.Errorf("%s: keep passing artifact: %w", c.ID(), err)
+			}
+		} else if err := os.Remove(dst); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("%s: drop the artifact of an earlier pass: %w", c.ID(), err)
 		}
 	}
 	t := results.Test{

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"debug/elf"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -226,6 +227,12 @@ func TestProvider(t *testing.T) {
 
 func TestLoadSetupHonoursAccelOverride(t *testing.T) {
 	cfg := testConfig(t, map[string]string{"VM_ACCEL": "tcg"})
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Root = root
+	// An agent left by an older source must be replaced, not reused.
 	touch(t, agentPath(cfg))
 	if err := writeJSON(cfg.Path(accelFile), Accel{Accel: "kvm", Reason: "probe", Time: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -236,5 +243,10 @@ func TestLoadSetupHonoursAccelOverride(t *testing.T) {
 	}
 	if s.Accel.Accel != "tcg" || s.Agent != agentPath(cfg) {
 		t.Errorf("setup %+v", s)
+	}
+	if f, err := elf.Open(s.Agent); err != nil {
+		t.Errorf("stale agent kept: %v", err)
+	} else {
+		f.Close()
 	}
 }
