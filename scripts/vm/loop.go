@@ -25,7 +25,7 @@ type runner struct {
 	cfg   *config.Config
 	out   *ui.Printer
 	setup *qemuSetup
-	// BootTimeout is the part of a VM's deadline that is not per cell:
+	// bootTimeout is the part of a VM's deadline that is not per cell:
 	// qemu start, kernel boot and unpacking under emulation on a busy host.
 	bootTimeout time.Duration
 	// cellTimeout is added per cell on top of cfg.TestTime (module load,
@@ -48,7 +48,6 @@ type cellOutcome struct {
 	Log      string  // relative to the build dir
 	Seconds  float64 // wall time of the VM run that decided it
 	Capture  float64 // scap-open time in the guest
-	VMs      int     // VMs that ran the cell (attempts)
 }
 
 func loopQemu(ctx context.Context, cfg *config.Config, out *ui.Printer, group string) error {
@@ -92,11 +91,16 @@ func (r *runner) loop(ctx context.Context, m *kernel.Manifest, group string) err
 	out.Linef("test: %d kernels, order seed %d (VM_SEED=%d repeats it), accel %s, %d parallel VMs", len(ks), seed, seed, r.setup.Accel.Accel, cfg.Jobs)
 
 	var jobs []*vmJob
+	var noScapOpen []cell
 	kept := 0
 	for _, k := range ks {
-		cells, n := cellsFor(cfg, k, rf)
+		cells, n, blocked := cellsFor(cfg, k, rf)
 		kept += n
+		noScapOpen = append(noScapOpen, blocked...)
 		jobs = append(jobs, vmJobs(k, cells)...)
+	}
+	if err := r.recordNoScapOpen(noScapOpen); err != nil {
+		return err
 	}
 	ncells := 0
 	for _, j := range jobs {
@@ -165,7 +169,9 @@ func (r *runner) runJob(ctx context.Context, j *vmJob, bar *ui.Bar) error {
 			}
 			return nil
 		}
-		var next []cell
+		// Cells the VM never reached go first, retries last: a cell that
+		// hangs its VM until the deadline must not hold the others back.
+		var next, retry []cell
 		for _, c := range pending {
 			o, ran := outcomes[c.ID()]
 			if !ran {
@@ -176,7 +182,7 @@ func (r *runner) runJob(ctx context.Context, j *vmJob, bar *ui.Bar) error {
 			o.Attempts = attempts[c.ID()]
 			if o.Outcome.Retry() && o.Attempts <= r.cfg.Retries {
 				r.out.Linef("test: %s: %s (%s), attempt %d of %d, retrying", c.ID(), o.Outcome, o.Outcome.Reason, o.Attempts, r.cfg.Retries+1)
-				next = append(next, c)
+				retry = append(retry, c)
 				continue
 			}
 			if err := r.record(c, o); err != nil {
@@ -184,7 +190,7 @@ func (r *runner) runJob(ctx context.Context, j *vmJob, bar *ui.Bar) error {
 			}
 			bar.Add(1)
 		}
-		pending = next
+		pending = append(next, retry...)
 	}
 	return nil
 }
@@ -242,9 +248,13 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) (map[string]cellOutcome, e
 	for _, id := range rep.Started {
 		started[id] = true
 	}
+	anyStarted := false
+	for _, c := range j.Cells {
+		anyStarted = anyStarted || started[c.ID()]
+	}
 	for _, c := range j.Cells {
 		rec := rep.Results[c.ID()]
-		if len(rep.Started) > 0 && rec == nil && !started[c.ID()] {
+		if anyStarted && rec == nil && !started[c.ID()] {
 			// Never started because an earlier cell ended the VM: the
 			// caller gives it a fresh VM. When no cell started at all,
 			// every cell is classified (an attempt each), so a VM that
@@ -343,6 +353,22 @@ func (r *runner) record(c cell, o cellOutcome) error {
 	r.summary = append(r.summary, o)
 	r.mu.Unlock()
 	return nil
+}
+
+// recordNoScapOpen records cells whose driver was built but whose
+// scap-open was not (its build failed): they cannot run, and say why.
+func (r *runner) recordNoScapOpen(cells []cell) error {
+	if len(cells) == 0 {
+		return nil
+	}
+	reason := "scap-open was not built (see logs/compile/scap-open.log)"
+	r.out.Linef("test: %d cells not run: %s", len(cells), reason)
+	return results.Update(r.cfg.Path("results.json"), func(f *results.File) error {
+		for _, c := range cells {
+			f.SetTest(c.Kernel, c.Compiler, c.Driver, results.Test{Status: results.TestNotRun, Reason: reason, Provider: "qemu"})
+		}
+		return nil
+	})
 }
 
 func updateRun(cfg *config.Config, accel string, seed int64) error {

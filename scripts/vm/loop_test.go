@@ -3,6 +3,7 @@ package vm
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
@@ -99,5 +100,76 @@ func TestRecordKeepsDriverOKInStep(t *testing.T) {
 	}
 	if got := rf.Find(k, "gcc-12", "kmod"); got == nil || got.Test == nil || got.Test.Status != results.TestFail || got.Test.Kind != results.KindEvents {
 		t.Errorf("results.json cell %+v", got)
+	}
+}
+
+// A cell that keeps ending its VM is retried after the cells that VM never
+// reached, so they are not held back until its retries run out.
+func TestRunJobRetriesGoLast(t *testing.T) {
+	cfg := testConfig(t, map[string]string{"VM_RETRIES": "2"})
+	k := kernel.Entry{UnameR: "6.1.0-50-cloud-amd64", Vmlinuz: cfg.Path("vmlinuz")}
+	scap := cfg.Path("scap-open")
+	touch(t, scap)
+	touch(t, cfg.Path("agent"))
+	for _, c := range []string{"clang-18", "clang-19"} {
+		touch(t, cfg.Path("driver", c, k.UnameR+".o"))
+	}
+	mk := func(comp string) cell {
+		return cell{Cell: results.Cell{Kernel: k.UnameR, Compiler: comp, Driver: "bpf"},
+			Artifact: cfg.Path("driver", comp, k.UnameR+".o"), ScapOpen: scap, Root: scap + ".root"}
+	}
+	bad, good := mk("clang-18"), mk("clang-19")
+	// The stand-in VM runs the plan's first cell: the bad one ends the VM
+	// without a result; the good one passes and the VM ends before the next.
+	order := filepath.Join(t.TempDir(), "order")
+	bin := filepath.Join(t.TempDir(), "qemu")
+	script := `#!/bin/sh
+initrd= report= n=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-initrd) initrd=$2 ;;
+	-serial) n=$((n+1)); [ $n = 2 ] && report=${2#file:} ;;
+	esac
+	shift
+done
+first=$(grep -ao '"id": "[^"]*"' "$initrd" | head -n 1 | cut -d'"' -f4)
+echo "$first" >> ` + order + `
+{
+	echo '{"type":"hello"}'
+	echo '{"type":"start","cell":"'"$first"'"}'
+	case "$first" in
+	` + bad.ID() + `) ;;
+	*) echo '{"type":"result","cell":"'"$first"'","exit":0,"events":100,"capture":1}' ;;
+	esac
+} > "$report"
+exit 0
+`
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(cfg, ui.Discard(), &qemuSetup{Agent: cfg.Path("agent"), Accel: Accel{Accel: qemu.TCG}})
+	r.qemuBinary = bin
+	bar := r.out.Progress("test", "cells", 2)
+	defer bar.Done()
+	if err := r.runJob(t.Context(), &vmJob{Name: "order", Kernel: k, Cells: []cell{bad, good}}, bar); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{bad.ID(), good.ID(), bad.ID(), bad.ID()}, "\n") + "\n"
+	if string(b) != want {
+		t.Errorf("first cell of each VM:\n%s\nwant:\n%s", b, want)
+	}
+	got := map[string]cellOutcome{}
+	for _, o := range r.summary {
+		got[o.Cell.ID()] = o
+	}
+	if o := got[good.ID()]; o.Outcome.Status != guest.Pass || o.Attempts != 1 {
+		t.Errorf("good cell: %s after %d attempts: %s", o.Outcome, o.Attempts, o.Outcome.Reason)
+	}
+	if o := got[bad.ID()]; o.Outcome.Status != guest.Error || o.Attempts != 3 {
+		t.Errorf("bad cell: %s after %d attempts: %s", o.Outcome, o.Attempts, o.Outcome.Reason)
 	}
 }

@@ -40,7 +40,9 @@ type vmJob struct {
 // cellsFor lists the cells of kernel k that have something to test: the
 // compile stage left an artifact (and did not record a failure), and the
 // cell has not passed before unless cfg.RetestAll (kept counts those).
-func cellsFor(cfg *config.Config, k kernel.Entry, rf *results.File) (todo []cell, kept int) {
+// Cells with an artifact but no scap-open to run it (its build failed) are
+// returned apart, in noScapOpen, so that they are recorded, not forgotten.
+func cellsFor(cfg *config.Config, k kernel.Entry, rf *results.File) (todo []cell, kept int, noScapOpen []cell) {
 	for _, comp := range cfg.Compilers {
 		for _, drv := range cfg.Drivers {
 			c := cell{Cell: results.Cell{Kernel: k.UnameR, Compiler: comp, Driver: drv}}
@@ -65,13 +67,16 @@ func cellsFor(cfg *config.Config, k kernel.Entry, rf *results.File) (todo []cell
 					continue
 				}
 			}
-			if !exists(c.Artifact) || !exists(c.ScapOpen) {
-				continue
+			switch {
+			case !exists(c.Artifact):
+			case !exists(c.ScapOpen):
+				noScapOpen = append(noScapOpen, c)
+			default:
+				todo = append(todo, c)
 			}
-			todo = append(todo, c)
 		}
 	}
-	return todo, kept
+	return todo, kept, noScapOpen
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -111,8 +116,9 @@ func shuffleKernels(ks []kernel.Entry, seed int64) {
 	r.Shuffle(len(ks), func(i, j int) { ks[i], ks[j] = ks[j], ks[i] })
 }
 
-// guestPaths places a job's files in the initramfs and returns the plan.
-// Each distinct scap-open (with its library closure) gets its own root
+// guestPlan returns the plan of job j and a function that adds the job's
+// files (scap-open roots, drivers, the kernel's own modules) to an
+// initramfs. Each distinct scap-open (with its library closure) gets its own root
 // /roots/<n> where the agent chroots to run it, so closures from different
 // builder images never mix.
 func guestPlan(cfg *config.Config, j *vmJob) (*guest.Plan, func(*initramfs.Archive) error, error) {

@@ -63,7 +63,10 @@ func TestCellsFor(t *testing.T) {
 		}
 		return out
 	}
-	todo, kept := cellsFor(cfg, k, rf)
+	todo, kept, blocked := cellsFor(cfg, k, rf)
+	if len(blocked) != 0 {
+		t.Errorf("blocked %v with scap-open present", ids(blocked))
+	}
 	want := []string{"gcc-12/" + k.UnameR + "/kmod", "clang-19/" + k.UnameR + "/modern_bpf"}
 	if !slices.Equal(ids(todo), want) || kept != 1 {
 		t.Errorf("todo %v kept %d, want %v kept 1", ids(todo), kept, want)
@@ -77,9 +80,22 @@ func TestCellsFor(t *testing.T) {
 		}
 	}
 	cfg.RetestAll = true
-	todo, kept = cellsFor(cfg, k, rf)
+	todo, kept, _ = cellsFor(cfg, k, rf)
 	if len(todo) != 3 || kept != 0 {
 		t.Errorf("retest all: todo %v kept %d", ids(todo), kept)
+	}
+
+	// Without build/scap-open the kmod and bpf cells cannot run: they are
+	// returned apart; modern_bpf runs its own scap-open and stays.
+	if err := os.Remove(cfg.Path("scap-open")); err != nil {
+		t.Fatal(err)
+	}
+	todo, _, blocked = cellsFor(cfg, k, rf)
+	if got := ids(todo); !slices.Equal(got, []string{"clang-19/" + k.UnameR + "/modern_bpf"}) {
+		t.Errorf("without scap-open: todo %v", got)
+	}
+	if len(blocked) != 2 {
+		t.Errorf("without scap-open: blocked %v, want the kmod and bpf cells", ids(blocked))
 	}
 }
 
