@@ -9,6 +9,12 @@
 // verified files are kept per suite under a private state directory, so a
 // re-run fetches only InRelease (tens to a few hundred KiB per suite) and
 // downloads Packages.xz again only when the archive has changed.
+//
+// A query may also follow the package's dependencies (Query.Follow): a
+// meta package such as linux-image-cloud-amd64 then brings the kernel
+// packages it depends on, so that a grid can follow Debian's current
+// kernel. Dependencies are looked up in the suite the package came from,
+// then in its base suite (trixie for trixie-backports).
 package apt
 
 import (
@@ -44,6 +50,7 @@ type Package struct {
 	Filename             string // path in the archive, e.g. pool/main/l/linux/...
 	Size                 int64
 	SHA256               string
+	Depends              string // Pre-Depends and Depends, as in the index
 }
 
 // FileName is the package's file name (the last element of Filename).
@@ -65,7 +72,15 @@ type Resolver struct {
 
 // Query is one apt reference: PACKAGE[=VERSION] in Suite ("" = the
 // default suites, newest version wins).
-type Query struct{ Suite, Package, Version string }
+type Query struct {
+	Suite, Package, Version string
+	// Follow, when set, picks the dependencies to bring along: every
+	// dependency (Pre-Depends, Depends) whose name it accepts is resolved
+	// too, recursively, and listed in Answer.Deps. Version constraints are
+	// honoured; of alternatives (a | b) the first one Follow accepts that
+	// the index has wins. Nil: the package alone.
+	Follow func(name string) bool
+}
 
 func (q Query) String() string {
 	s := "apt:" + q.Package
@@ -81,7 +96,10 @@ func (q Query) String() string {
 // Answer is the resolution of one Query.
 type Answer struct {
 	Package Package
-	Err     error
+	// Deps are the dependencies Query.Follow brought, each once, in the
+	// order they were found (a package before its own dependencies).
+	Deps []Package
+	Err  error
 }
 
 // IndexBytes is the number of index bytes (InRelease, Packages.xz)
@@ -128,18 +146,21 @@ func (r *Resolver) suitesOf(q Query) []string {
 // and read once, whatever the number of queries; a suite that cannot be
 // fetched fails only the queries that need it.
 func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
-	type suiteScan struct {
-		names map[string]bool
-		found map[string][]Package
-		err   error
-	}
 	scans := map[string]*suiteScan{}
+	scan := func(s string) *suiteScan {
+		if scans[s] == nil {
+			scans[s] = &suiteScan{names: map[string]bool{}}
+		}
+		return scans[s]
+	}
 	for _, q := range qs {
 		for _, s := range r.suitesOf(q) {
-			if scans[s] == nil {
-				scans[s] = &suiteScan{names: map[string]bool{}}
+			scan(s).names[q.Package] = true
+			if q.Follow != nil {
+				for _, d := range depSuites(s) {
+					scan(d).follow = append(scan(d).follow, q.Follow)
+				}
 			}
-			scans[s].names[q.Package] = true
 		}
 	}
 	var wg sync.WaitGroup
@@ -149,7 +170,7 @@ func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
 			defer wg.Done()
 			path, err := r.fetchIndex(ctx, suite)
 			if err == nil {
-				sc.found, err = scanPackages(ctx, path, sc.names, suite, r.archive(suite))
+				sc.found, err = scanPackages(ctx, path, sc.wants, suite, r.archive(suite))
 				if err != nil {
 					err = fmt.Errorf("suite %s: read index: %w", suite, err)
 				}
@@ -187,6 +208,9 @@ func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
 		case out[i].Err != nil:
 		case best.Name != "":
 			out[i].Package = best
+			if q.Follow != nil {
+				out[i].Deps, out[i].Err = expand(q, best, scans)
+			}
 		case len(seen) > 0:
 			out[i].Err = fmt.Errorf("%s: version %s is not in %s (there: %s)", q, q.Version, where, strings.Join(seen, ", "))
 		default:
@@ -194,6 +218,102 @@ func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
 		}
 	}
 	return out
+}
+
+// suiteScan is what ResolveAll reads from one suite's index.
+type suiteScan struct {
+	names  map[string]bool          // packages asked for by name
+	follow []func(name string) bool // dependencies some query may follow
+	found  map[string][]Package     // every version of the packages kept
+	err    error
+}
+
+func (sc *suiteScan) wants(name string) bool {
+	if sc.names[name] {
+		return true
+	}
+	for _, f := range sc.follow {
+		if f(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// depSuites are the suites a dependency of a package from suite is looked
+// up in, in order.
+func depSuites(suite string) []string {
+	if base := BaseSuite(suite); base != "" {
+		return []string{suite, base}
+	}
+	return []string{suite}
+}
+
+// expand resolves the dependencies of root that q.Follow accepts,
+// recursively; each package name is taken once, which also ends cycles.
+func expand(q Query, root Package, scans map[string]*suiteScan) ([]Package, error) {
+	suites := depSuites(root.Suite)
+	seen := map[string]bool{root.Name: true}
+	var out []Package
+	var walk func(p Package) error
+	walk = func(p Package) error {
+		clauses, err := parseDepends(p.Depends)
+		if err != nil {
+			return fmt.Errorf("%s: dependencies of %s %s: %w", q, p.Name, p.Version, err)
+		}
+	clause:
+		for _, alts := range clauses {
+			var want []dep
+			for _, d := range alts {
+				if q.Follow(d.Name) {
+					want = append(want, d)
+				}
+			}
+			if len(want) == 0 {
+				continue
+			}
+			for _, d := range want {
+				if seen[d.Name] {
+					continue clause
+				}
+			}
+			for _, d := range want {
+				for _, s := range suites {
+					sc := scans[s]
+					if sc == nil || sc.err != nil {
+						continue
+					}
+					var best Package
+					for _, c := range sc.found[d.Name] {
+						if d.satisfies(c.Version) && (best.Name == "" || CompareVersions(c.Version, best.Version) > 0) {
+							best = c
+						}
+					}
+					if best.Name != "" {
+						seen[best.Name] = true
+						out = append(out, best)
+						if err := walk(best); err != nil {
+							return err
+						}
+						continue clause
+					}
+				}
+			}
+			var names []string
+			for _, d := range want {
+				names = append(names, d.String())
+			}
+			why := ""
+			for _, s := range suites {
+				if sc := scans[s]; sc != nil && sc.err != nil {
+					why = fmt.Sprintf(" (%v)", sc.err)
+				}
+			}
+			return fmt.Errorf("%s: %s %s depends on %s, which is not in suite %s%s", q, p.Name, p.Version, strings.Join(names, " | "), strings.Join(suites, " or "), why)
+		}
+		return nil
+	}
+	return out, walk(root)
 }
 
 // fetchIndex makes sure the verified Packages.xz of suite is in the state
@@ -315,7 +435,7 @@ func releaseChecksum(release []byte, path string) (string, int64, error) {
 
 // scanPackages streams a Packages.xz file and returns the stanzas of the
 // wanted packages.
-func scanPackages(ctx context.Context, file string, want map[string]bool, suite, archive string) (map[string][]Package, error) {
+func scanPackages(ctx context.Context, file string, want func(name string) bool, suite, archive string) (map[string][]Package, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
@@ -354,7 +474,7 @@ func scanPackages(ctx context.Context, file string, want map[string]bool, suite,
 		k, v, _ := strings.Cut(line, ": ")
 		switch k {
 		case "Package":
-			cur.Name, keep = v, want[v]
+			cur.Name, keep = v, want(v)
 		case "Version":
 			cur.Version = v
 		case "Filename":
@@ -363,6 +483,11 @@ func scanPackages(ctx context.Context, file string, want map[string]bool, suite,
 			cur.Size, _ = strconv.ParseInt(v, 10, 64)
 		case "SHA256":
 			cur.SHA256 = v
+		case "Depends", "Pre-Depends":
+			if cur.Depends != "" {
+				v = cur.Depends + ", " + v
+			}
+			cur.Depends = v
 		}
 	}
 	flush()

@@ -29,10 +29,9 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
-const (
-	k61  = "6.1.0-50-cloud-amd64"
-	k612 = "6.12.117+deb13-cloud-amd64"
-)
+// The CI grid names Debian's meta packages, so its kernels are whatever
+// bookworm and trixie currently ship: the tests read their releases from
+// the manifest and only check their shapes.
 
 func repoRoot(t *testing.T) string {
 	root, err := filepath.Abs("../..")
@@ -89,6 +88,7 @@ func TestE2EHelloModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	k61, k612 := e2etest.CIKernels(t, cfg.BuildDir)
 	engine, err := container.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -172,11 +172,14 @@ func containerStarts(t *testing.T, buildDir string, fn func()) int {
 	}
 	defer engine.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	since := time.Now().Add(-time.Second)
+	// Nanosecond bounds: whole seconds would count containers a run that
+	// ended just before fn started had created.
+	stamp := func(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
+	since := time.Now()
 	fn()
 	until := time.Now().Add(time.Second)
 	msgs, errs := engine.API().Events(ctx, events.ListOptions{
-		Since: fmt.Sprint(since.Unix()), Until: fmt.Sprint(until.Unix()),
+		Since: stamp(since), Until: stamp(until),
 		Filters: filters.NewArgs(filters.Arg("type", "container"), filters.Arg("event", "create"), filters.Arg("label", container.LabelOwner+"=1"), filters.Arg("label", container.LabelBuild+"="+buildDir)),
 	})
 	defer cancel()
@@ -259,6 +262,7 @@ func noPartialArtifacts(t *testing.T, cfg *config.Config) {
 
 func TestE2ECompile(t *testing.T) {
 	cfg := compileConfig(t, 2)
+	k61, k612 := e2etest.CIKernels(t, cfg.BuildDir)
 	out := ui.New(os.Stderr)
 	start := time.Now()
 	if err := Run(t.Context(), cfg, out); err != nil {
@@ -380,6 +384,7 @@ func TestE2ECompileSIGINT(t *testing.T) {
 	if err := Run(t.Context(), cfg, ui.New(os.Stderr)); err != nil {
 		t.Fatalf("run after SIGINT: %v", err)
 	}
+	k61, _ := e2etest.CIKernels(t, cfg.BuildDir)
 	if c := cellMap(t, cfg)["gcc-12/"+k61+"/kmod"]; c.Status != results.CompileOK {
 		t.Errorf("after SIGINT and rerun: %+v", c)
 	}

@@ -6,6 +6,14 @@
 // and records all of it in build/kernels.json, the manifest later stages
 // read.
 //
+// An apt reference also brings the kernel packages it depends on (see
+// apt.Query.Follow): a header reference its linux-headers-* and
+// linux-kbuild-* dependencies, a kernel reference its linux-image-*,
+// linux-binary-* and linux-modules-* ones. So the meta packages
+// linux-headers-cloud-amd64 and linux-image-cloud-amd64 stand for the
+// suite's current kernel. A dependency whose name the line already lists
+// is not brought twice, so lines that list every package work as before.
+//
 // A re-run downloads nothing that is in the cache and re-extracts nothing
 // whose sysroot or boot tree is complete: each tree carries a stamp,
 // written last, that names the packages it was made from.
@@ -60,15 +68,41 @@ type pkg struct {
 	ref  grid.Ref
 	item download.Item // URL refs and resolved apt refs
 	path string        // the file extraction reads
+	via  string        // for a dependency: the reference that brought it
+	deps []*pkg        // for an apt reference: the dependencies it depends on
+	adds []string      // NAME=VERSION of the deps the line did not list already
+}
+
+// label names the package in messages.
+func (p *pkg) label() string {
+	if p.via != "" {
+		return p.ref.Raw + " (dependency of " + p.via + ")"
+	}
+	return p.ref.Raw
 }
 
 type job struct {
-	k       grid.Kernel
-	headers []*pkg
-	kernels []*pkg
-	fetched int64
-	entry   Entry
-	err     error
+	k        grid.Kernel
+	headers  []*pkg
+	kernels  []*pkg
+	resolved []Resolution
+	fetched  int64
+	entry    Entry
+	err      error
+}
+
+// unameR is the kernel release the package names suggest, once apt
+// references have brought their dependencies (a meta package's name
+// tells none).
+func (j *job) unameR() string {
+	k := grid.Kernel{}
+	for _, p := range j.headers {
+		k.Headers = append(k.Headers, p.ref)
+	}
+	for _, p := range j.kernels {
+		k.Kernels = append(k.Kernels, p.ref)
+	}
+	return k.UnameR()
 }
 
 func (j *job) fail(err error) {
@@ -107,20 +141,20 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 		return nil, err
 	}
 	defer unlock()
+	if err := f.resolve(ctx, jobs, out); err != nil {
+		return nil, err
+	}
 	// Trees are named by uname -r: two lines for one kernel would fight
 	// over the same directories.
 	byUname := map[string]int{}
 	for _, j := range jobs {
-		if u := j.k.UnameR(); u != "" {
+		if u := j.unameR(); u != "" {
 			if line, dup := byUname[u]; dup {
 				j.fail(fmt.Errorf("uname -r %s is also the kernel of line %d", u, line))
 			} else {
 				byUname[u] = j.k.Line
 			}
 		}
-	}
-	if err := f.resolve(ctx, jobs, out); err != nil {
-		return nil, err
 	}
 	dl := f.Downloads
 	if dl == nil {
@@ -162,9 +196,10 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 	var owners []*job
 	for _, j := range jobs {
 		for _, group := range []struct {
-			pkgs []*pkg
-			dir  string
-		}{{j.headers, cfg.Path("headers")}, {j.kernels, cfg.Path("kernels")}} {
+			pkgs   []*pkg
+			dir    string
+			follow func(string) bool
+		}{{j.headers, cfg.Path("headers"), apt.HeaderPackage}, {j.kernels, cfg.Path("kernels"), apt.BootPackage}} {
 			for _, p := range group.pkgs {
 				switch p.ref.Kind {
 				case grid.File:
@@ -176,7 +211,7 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 					p.path = p.item.Dest
 				case grid.Apt:
 					p.item.Dest = group.dir // file name known after resolution
-					queries = append(queries, apt.Query{Suite: p.ref.Suite, Package: p.ref.Package, Version: p.ref.Version})
+					queries = append(queries, apt.Query{Suite: p.ref.Suite, Package: p.ref.Package, Version: p.ref.Version, Follow: group.follow})
 					targets = append(targets, p)
 					owners = append(owners, j)
 				}
@@ -205,14 +240,59 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 			j.fail(fmt.Errorf("%s: the index names an odd file %q", p.ref.Raw, a.Package.Filename))
 			continue
 		}
-		p.item = download.Item{URL: a.Package.URL, Dest: filepath.Join(p.item.Dest, name), Size: a.Package.Size, SHA256: a.Package.SHA256}
+		dir := p.item.Dest
+		p.item = download.Item{URL: a.Package.URL, Dest: filepath.Join(dir, name), Size: a.Package.Size, SHA256: a.Package.SHA256}
 		p.path = p.item.Dest
+		res := Resolution{Ref: p.ref.Raw, Packages: []string{a.Package.Name + "=" + a.Package.Version}}
+		for _, d := range a.Deps {
+			dn := d.FileName()
+			if !strings.HasSuffix(dn, ".deb") || strings.HasPrefix(dn, ".") {
+				j.fail(fmt.Errorf("%s: the index names an odd file %q for dependency %s", p.ref.Raw, d.Filename, d.Name))
+				break
+			}
+			ref := grid.Ref{Raw: "apt:" + d.Suite + "/" + d.Name + "=" + d.Version, Kind: grid.Apt, Suite: d.Suite, Package: d.Name, Version: d.Version}
+			dest := filepath.Join(dir, dn)
+			p.deps = append(p.deps, &pkg{ref: ref, via: p.ref.Raw, path: dest,
+				item: download.Item{URL: d.URL, Dest: dest, Size: d.Size, SHA256: d.SHA256}})
+			res.Packages = append(res.Packages, d.Name+"="+d.Version)
+		}
+		j.resolved = append(j.resolved, res)
+	}
+	for _, j := range jobs {
+		j.headers, j.kernels = withDeps(j, j.headers), withDeps(j, j.kernels)
+		for _, p := range append(slices.Clone(j.headers), j.kernels...) {
+			if len(p.adds) > 0 {
+				out.Linef("kernel [%s]: %s brings %s", j.k.Name, p.ref.Raw, strings.Join(p.adds, " "))
+			}
+		}
 	}
 	for _, n := range r.Notes() {
 		out.Linef("kernel: %s", n)
 	}
 	out.Linef("kernel: resolved %d apt references against %s (%s of indexes fetched)", len(queries), r.Mirror, mib(r.IndexBytes()))
 	return nil
+}
+
+// withDeps returns group with the dependencies each reference brought
+// placed after it, leaving out any package whose name the line already
+// has (listed in the grid, or brought by an earlier reference).
+func withDeps(j *job, group []*pkg) []*pkg {
+	have := map[string]bool{}
+	for _, p := range append(slices.Clone(j.headers), j.kernels...) {
+		have[p.ref.Name()] = true
+	}
+	var out []*pkg
+	for _, p := range group {
+		out = append(out, p)
+		for _, d := range p.deps {
+			if !have[d.ref.Package] {
+				have[d.ref.Package] = true
+				out = append(out, d)
+				p.adds = append(p.adds, d.ref.Package+"="+d.ref.Version)
+			}
+		}
+	}
+	return out
 }
 
 func (f *Fetcher) resolver() (*apt.Resolver, error) {
@@ -283,13 +363,13 @@ func (f *Fetcher) download(ctx context.Context, dl *download.Downloader, jobs []
 		for _, p := range append(slices.Clone(j.headers), j.kernels...) {
 			if p.item.URL == "" {
 				if _, err := os.Stat(p.path); err != nil {
-					j.fail(fmt.Errorf("package %s: %w", p.ref.Raw, err))
+					j.fail(fmt.Errorf("package %s: %w", p.label(), err))
 				}
 				continue
 			}
 			r := results[index[p.item.Dest]]
 			if r.Err != nil {
-				j.fail(fmt.Errorf("package %s: %w", p.ref.Raw, r.Err))
+				j.fail(fmt.Errorf("package %s: %w", p.label(), r.Err))
 			}
 			j.fetched += r.Fetched
 		}
@@ -311,7 +391,7 @@ func (f *Fetcher) extractAll(ctx context.Context, jobs []*job, out *ui.Printer) 
 			e := &j.entry
 			switch {
 			case e.Error != "":
-				out.Linef("kernel %s [%s, line %d]: FAILED: %s", j.k.UnameR(), j.k.Name, j.k.Line, e.Error)
+				out.Linef("kernel %s [%s, line %d]: FAILED: %s", j.unameR(), j.k.Name, j.k.Line, e.Error)
 			default:
 				out.Linef("kernel %s [%s]: %d packages (%s downloaded), headers %s, boot %s", e.UnameR, e.Name,
 					len(e.Headers)+len(e.Kernels), mib(j.fetched), e.HostKernelDir(), e.Vmlinuz)
@@ -323,7 +403,7 @@ func (f *Fetcher) extractAll(ctx context.Context, jobs []*job, out *ui.Printer) 
 
 func (f *Fetcher) extract(ctx context.Context, j *job) {
 	e := &j.entry
-	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, UnameR: j.k.UnameR()}
+	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, UnameR: j.unameR(), Resolved: j.resolved}
 	for _, p := range j.headers {
 		e.Headers = append(e.Headers, p.path)
 	}

@@ -392,3 +392,119 @@ func TestFetchRefusesHostileRelease(t *testing.T) {
 		t.Errorf("build directory damaged: %v", err)
 	}
 }
+
+// addDeb puts one package with its Depends field into the fake archive.
+func (f *fixture) addDeb(t *testing.T, suite, name, version string, entries []E, depends string) {
+	t.Helper()
+	if entries == nil { // a meta package: documentation only
+		entries = []E{{Name: "./usr/share/doc/" + name + "/copyright", Body: "GPL"}}
+	}
+	p := filepath.Join(t.TempDir(), name+".deb")
+	archivetest.WriteDeb(t, p, "xz", entries)
+	f.archive.AddDepends(t, suite, name, version, p, depends)
+}
+
+func base(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, filepath.Base(p))
+	}
+	return out
+}
+
+// Meta packages stand for the suite's current kernel: their kernel
+// dependencies are fetched, verified and extracted like listed packages.
+func TestFetchMetaPackages(t *testing.T) {
+	f := newFixture(t, `{"name": "meta6", "headers": ["apt:bookworm/linux-headers-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-cloud-amd64"]}
+{"name": "meta7", "headers": ["apt:trixie-backports/linux-headers-cloud-amd64"], "kernels": ["apt:trixie-backports/linux-image-cloud-amd64"]}
+`)
+	k6 := debianKernel("1.2.3-1-cloud-amd64", "1.2", false)
+	f.addDeb(t, "bookworm", "linux-headers-cloud-amd64", "1.2.3-1", nil, "linux-headers-1.2.3-1-cloud-amd64 (= 1.2.3-1)")
+	f.addDeb(t, "bookworm", "linux-image-cloud-amd64", "1.2.3-1", nil, "linux-image-1.2.3-1-cloud-amd64 (= 1.2.3-1)")
+	// Like trixie's headers, these depend on the image too: the headers
+	// tree must not get it.
+	f.addDeb(t, "bookworm", "linux-headers-1.2.3-1-cloud-amd64", "1.2.3-1", k6["linux-headers-1.2.3-1-cloud-amd64"],
+		"linux-headers-1.2.3-1-common (= 1.2.3-1), linux-image-1.2.3-1-cloud-amd64 (= 1.2.3-1) | linux-image-1.2.3-1-cloud-amd64-unsigned (= 1.2.3-1), linux-kbuild-1.2 (>= 1.2.3-1), linux-compiler-gcc-12-x86")
+	f.addDeb(t, "bookworm", "linux-headers-1.2.3-1-common", "1.2.3-1", k6["linux-headers-1.2.3-1-common"], "")
+	f.addDeb(t, "bookworm", "linux-kbuild-1.2", "1.2.3-1", k6["linux-kbuild-1.2"], "libc6")
+	f.addDeb(t, "bookworm", "linux-image-1.2.3-1-cloud-amd64", "1.2.3-1", k6["linux-image-1.2.3-1-cloud-amd64"], "kmod, linux-base (>= 4.3~), initramfs-tools | linux-initramfs-tool")
+
+	const u7, v7 = "7.3.4+deb13-cloud-amd64", "7.3.4-1~bpo13+1"
+	k7 := debianKernel(u7, "7.3.4+deb13", true)
+	eq := " (= " + v7 + ")"
+	f.addDeb(t, "trixie-backports", "linux-headers-cloud-amd64", v7, nil, "linux-base-cloud-amd64"+eq+", linux-headers-"+u7+eq)
+	f.addDeb(t, "trixie-backports", "linux-image-cloud-amd64", v7, nil, "linux-base-cloud-amd64"+eq+", linux-image-"+u7+eq+", linux-modules-cloud-amd64"+eq)
+	f.addDeb(t, "trixie-backports", "linux-image-"+u7, v7, nil, "dracut | initramfs-tools, linux-base-"+u7+eq+", linux-binary-"+u7+eq+", linux-modules-"+u7+eq)
+	f.addDeb(t, "trixie-backports", "linux-modules-cloud-amd64", v7, nil, "linux-modules-"+u7+eq)
+	f.addDeb(t, "trixie-backports", "linux-base-cloud-amd64", v7, nil, "")
+	f.addDeb(t, "trixie-backports", "linux-binary-"+u7, v7, k7["linux-binary-"+u7], "linux-base-"+u7+eq)
+	f.addDeb(t, "trixie-backports", "linux-modules-"+u7, v7, k7["linux-modules-"+u7], "kmod")
+	f.addDeb(t, "trixie-backports", "linux-headers-"+u7, v7, k7["linux-headers-"+u7], "gcc-14-for-host, linux-headers-7.3.4+deb13-common"+eq+", linux-kbuild-7.3.4+deb13")
+	f.addDeb(t, "trixie-backports", "linux-headers-7.3.4+deb13-common", v7, k7["linux-headers-7.3.4+deb13-common"], "")
+	f.addDeb(t, "bookworm", "linux-image-broken-amd64", "1", nil, "linux-image-9.9.9-1-cloud-amd64 (= 9.9.9-1)")
+	// Only the base suite has this one.
+	f.addDeb(t, "trixie", "linux-kbuild-7.3.4+deb13", v7, k7["linux-kbuild-7.3.4+deb13"], "pahole")
+	f.archive.Publish(t)
+
+	m, dl, err := f.fetch(t)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, f.out.String())
+	}
+	e6, e7 := m.Kernels[0], m.Kernels[1]
+	if e6.UnameR != "1.2.3-1-cloud-amd64" || e6.KernelDir != "/usr/src/linux-headers-1.2.3-1-cloud-amd64" || e6.Vmlinuz != f.cfg.Path("boot", e6.UnameR, "boot", "vmlinuz-"+e6.UnameR) {
+		t.Errorf("meta6: %+v", e6)
+	}
+	if w := []string{"linux-headers-cloud-amd64_1.2.3-1_amd64.deb", "linux-headers-1.2.3-1-cloud-amd64_1.2.3-1_amd64.deb", "linux-headers-1.2.3-1-common_1.2.3-1_amd64.deb", "linux-kbuild-1.2_1.2.3-1_amd64.deb"}; !slices.Equal(base(e6.Headers), w) {
+		t.Errorf("meta6 headers %v, want %v", base(e6.Headers), w)
+	}
+	if w := []string{"linux-image-cloud-amd64_1.2.3-1_amd64.deb", "linux-image-1.2.3-1-cloud-amd64_1.2.3-1_amd64.deb"}; !slices.Equal(base(e6.Kernels), w) {
+		t.Errorf("meta6 kernels %v, want %v", base(e6.Kernels), w)
+	}
+	if e7.UnameR != u7 || e7.Vmlinuz != filepath.Join(e7.ModulesDir, "vmlinuz") || !slices.Equal(e7.Mounts, []string{"/usr/lib/linux-kbuild-7.3.4+deb13", "/usr/src"}) {
+		t.Errorf("meta7: %+v", e7)
+	}
+	if w := []string{"linux-image-cloud-amd64_" + v7 + "_amd64.deb", "linux-image-" + u7 + "_" + v7 + "_amd64.deb", "linux-binary-" + u7 + "_" + v7 + "_amd64.deb", "linux-modules-" + u7 + "_" + v7 + "_amd64.deb", "linux-modules-cloud-amd64_" + v7 + "_amd64.deb"}; !slices.Equal(base(e7.Kernels), w) {
+		t.Errorf("meta7 kernels %v, want %v", base(e7.Kernels), w)
+	}
+	if len(e7.Resolved) != 2 || e7.Resolved[1].Ref != "apt:trixie-backports/linux-image-cloud-amd64" || !slices.Contains(e7.Resolved[1].Packages, "linux-binary-"+u7+"="+v7) {
+		t.Errorf("meta7 resolved %+v", e7.Resolved)
+	}
+	if !strings.Contains(f.out.String(), "kernel [meta6]: apt:bookworm/linux-image-cloud-amd64 brings linux-image-1.2.3-1-cloud-amd64=1.2.3-1") {
+		t.Errorf("output does not show what the meta package brought:\n%s", f.out.String())
+	}
+	if dl.Bytes() != f.archive.PackageBytes() {
+		t.Errorf("downloaded %d bytes, archive served %d", dl.Bytes(), f.archive.PackageBytes())
+	}
+
+	// The same kernels listed package by package: nothing brought twice,
+	// nothing downloaded again, the same trees.
+	os.WriteFile(f.grid, []byte(`{"name": "exact6", "headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64", "apt:bookworm/linux-headers-1.2.3-1-common", "apt:bookworm/linux-kbuild-1.2"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}
+`), 0o644)
+	served := f.archive.PackageBytes()
+	m2, _, err := f.fetch(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := m2.Kernels[0]; len(x.Headers) != 3 || len(x.Kernels) != 1 || x.UnameR != e6.UnameR || f.archive.PackageBytes() != served {
+		t.Errorf("exact references: %d headers %d kernels, uname %s, %d new bytes", len(x.Headers), len(x.Kernels), x.UnameR, f.archive.PackageBytes()-served)
+	}
+
+	// A dependency the index lacks fails the kernel, naming it.
+	os.WriteFile(f.grid, []byte(`{"name": "meta6", "headers": ["apt:bookworm/linux-headers-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-cloud-amd64"]}
+{"name": "again", "headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}
+{"name": "broken", "headers": ["apt:trixie-backports/linux-headers-cloud-amd64"], "kernels": ["apt:bookworm/linux-image-broken-amd64"]}
+`), 0o644)
+	m3, _, err := f.fetch(t)
+	if err == nil || !errors.Is(err, ErrSomeKernelsFailed) {
+		t.Fatalf("want some kernels failed, got %v", err)
+	}
+	if e := m3.Kernels[1].Error; !strings.Contains(e, "uname -r 1.2.3-1-cloud-amd64 is also the kernel of line 1") {
+		t.Errorf("a meta line and an exact line for one kernel: %q", e)
+	}
+	if e := m3.Kernels[2].Error; !strings.Contains(e, "apt:bookworm/linux-image-broken-amd64") || !strings.Contains(e, "linux-image-9.9.9-1-cloud-amd64 (= 9.9.9-1)") || !strings.Contains(e, "not in suite bookworm") {
+		t.Errorf("missing dependency: %q", e)
+	}
+	if m3.Kernels[0].Error != "" {
+		t.Errorf("meta6 failed with the others: %s", m3.Kernels[0].Error)
+	}
+}

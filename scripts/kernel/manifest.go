@@ -26,9 +26,15 @@ type Entry struct {
 	VM     string `json:"vm"`      // VM group: debian, ubuntu, centos7, ...
 	UnameR string `json:"uname_r"` // uname -r, e.g. 6.1.0-50-cloud-amd64
 
-	// Packages are the cached package files of this kernel.
+	// Packages are the cached package files of this kernel: those the grid
+	// line lists and the kernel packages its apt references depend on.
 	Headers []string `json:"headers"`
 	Kernels []string `json:"kernels"`
+	// Resolved tells what each apt reference of the line stands for: the
+	// package it names and the dependencies it brought, NAME=VERSION each
+	// (a meta package such as linux-image-cloud-amd64 names the current
+	// kernel this way).
+	Resolved []Resolution `json:"resolved,omitempty"`
 
 	// Sysroot is build/headers_extracted/<uname-r>: every header package of
 	// the kernel extracted into one tree.
@@ -47,6 +53,12 @@ type Entry struct {
 	// Error is set when this kernel could not be fetched or extracted; its
 	// cells are skipped with this reason, and the other kernels go on.
 	Error string `json:"error,omitempty"`
+}
+
+// Resolution is what one apt reference resolved to.
+type Resolution struct {
+	Ref      string   `json:"ref"`      // as written in the grid
+	Packages []string `json:"packages"` // NAME=VERSION: the package, then its dependencies
 }
 
 // HostKernelDir is KernelDir on the host (inside the sysroot).

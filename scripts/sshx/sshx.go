@@ -207,7 +207,8 @@ var ErrConnectionLost = errors.New("connection lost before the command finished"
 // and stderr (either may be nil) as it arrives, and returns its exit
 // status. err is non-nil only when the status is unknown: the command could
 // not start, the connection broke, or ctx ended (the command is then sent
-// SIGKILL and the session closed).
+// SIGKILL and the session closed; a server that ignores signal requests
+// ends the command when it next writes to the closed session).
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	s, err := c.session()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +103,17 @@ func TestE2ELibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The Vagrantfile's settings for this run.
+	t.Setenv("VM_BOX_DEBIAN", e2eBox)
+	t.Setenv("VM_LIBVIRT_DRIVER", "qemu")
+	t.Setenv("VM_IP_DEBIAN", "none")
+	t.Setenv("VM_MEMORY", "1536")
+	t.Setenv("VM_CPUS", "2")
 	startLibvirt(ctx, t)
+	// The VM of an interrupted earlier run would hold the box's volume.
+	if cli, err := NewCLI(cfg.Root, stateDir(cfg), "libvirt", nil); err == nil {
+		cli.Destroy(ctx, "debian")
+	}
 	mirror := sharedCfg.Mirror
 	if mirror == "" {
 		sources, err := apt.HostSources("/etc/apt")
@@ -129,12 +140,6 @@ func TestE2ELibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The Vagrantfile's settings for this run.
-	t.Setenv("VM_BOX_DEBIAN", e2eBox)
-	t.Setenv("VM_LIBVIRT_DRIVER", "qemu")
-	t.Setenv("VM_IP_DEBIAN", "none")
-	t.Setenv("VM_MEMORY", "1536")
-	t.Setenv("VM_CPUS", "2")
 	t.Cleanup(func() {
 		cli, err := NewCLI(cfg.Root, stateDir(cfg), "libvirt", nil)
 		if err == nil {
@@ -149,6 +154,27 @@ func TestE2ELibvirt(t *testing.T) {
 	}
 	if err := Loop(ctx, cfg, out, "debian"); err != nil {
 		t.Fatal(err)
+	}
+
+	// The real guest's menu: both grid kernels are in it, and one that
+	// is not gives the original's advice instead of a reboot.
+	cli, err := NewCLI(cfg.Root, stateDir(cfg), "libvirt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := connect(ctx, cli, "debian", deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.ssh.Close()
+	menu, err := g.installedKernels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("guest grub menu boots: %v", menu)
+	err = g.makeDefault(ctx, "5.10.0-32-cloud-amd64")
+	if err == nil || !strings.Contains(err.Error(), "kernel 5.10.0-32-cloud-amd64 not found in grub, consider destroying and rebuilding the VM") {
+		t.Errorf("kernel missing from the guest's grub: %v", err)
 	}
 
 	got, err := results.Load(cfg.Path("results.json"))
@@ -182,9 +208,12 @@ func TestE2ELibvirt(t *testing.T) {
 	if tested == 0 {
 		t.Fatal("no cell was tested")
 	}
-	// Both kernels ran: each has a tested cell.
+	// Both kernels ran: each has a tested cell, and is in the menu.
 	m, _ := kernel.LoadManifest(cfg.BuildDir)
 	for _, k := range m.Kernels {
+		if !slices.Contains(menu, k.UnameR) {
+			t.Errorf("kernel %s not in the guest's grub menu %v", k.UnameR, menu)
+		}
 		found := false
 		for _, c := range got.Cells {
 			found = found || (c.Kernel == k.UnameR && c.Test != nil)
@@ -245,12 +274,34 @@ func insecurePublicKey() (string, error) {
 	return "", fmt.Errorf("vagrant's insecure public key (keys/vagrant.pub) not found next to %s", bin)
 }
 
-// addBox registers the box file with Vagrant under name.
+// addBox registers the box file with Vagrant under name, unless the same
+// build of it is registered already. Each registration makes
+// vagrant-libvirt upload a new base volume into libvirt's default pool, so
+// the previous ones of this box are deleted first.
 func addBox(ctx context.Context, cfg *config.Config, name, file string) error {
+	key, err := os.ReadFile(file + ".key")
+	if err != nil {
+		return err
+	}
+	marker := file + ".added"
+	list, err := exec.CommandContext(ctx, "vagrant", "box", "list").Output()
+	if err != nil {
+		return fmt.Errorf("vagrant box list: %w", err)
+	}
+	if added, _ := os.ReadFile(marker); string(added) == string(key) && strings.Contains(string(list), name+" ") {
+		return nil
+	}
+	vols, _ := exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-list", "--pool", "default", "--name").Output()
+	prefix := strings.ReplaceAll(name, "/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+	for _, v := range strings.Fields(string(vols)) {
+		if strings.HasPrefix(v, prefix) {
+			exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", v).Run()
+		}
+	}
 	cmd := exec.CommandContext(ctx, "vagrant", "box", "add", "--force", "--name", name, file)
 	cmd.Dir = cfg.Root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("vagrant box add: %w\n%s", err, out)
 	}
-	return nil
+	return os.WriteFile(marker, key, 0o644)
 }

@@ -26,10 +26,10 @@ import (
 // providerName resolves "auto" the way the VM stage does when it hands a
 // run to this package: Vagrant with VirtualBox.
 func providerName(cfg *config.Config) string {
-	if cfg.Provider == "auto" || cfg.Provider == "qemu" {
-		return "virtualbox"
+	if cfg.Provider == "libvirt" {
+		return "libvirt"
 	}
-	return cfg.Provider
+	return "virtualbox"
 }
 
 // outcome is a classified cell ready to be recorded.
@@ -85,12 +85,26 @@ func Loop(ctx context.Context, cfg *config.Config, out *ui.Printer, group string
 	}
 	var errs []error
 	var summary []outcome
-	for _, grp := range groupsOf(m, group) {
+	groups := groupsOf(m, group)
+	if len(groups) == 0 {
+		want := group
+		if want == "" {
+			want = strings.Join(Groups(), ", ")
+		}
+		out.Linef("loop: no kernel of the grid is in a Vagrant group (%s); nothing to test", want)
+	}
+	for _, grp := range groups {
 		l := &looper{cfg: cfg, out: out, cli: cli, provider: provider, group: grp}
 		err := l.run(ctx, m, seed)
 		summary = append(summary, l.summary...)
 		if err != nil {
 			if ctx.Err() != nil {
+				// Interrupted: stop the VM (it stays defined, with its
+				// kernels, for the next loop) rather than leave it running.
+				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+				out.Linef("loop %s: interrupted, halting the VM", grp)
+				cli.Halt(hctx, grp, true)
+				cancel()
 				return err
 			}
 			out.Linef("loop %s: %v", grp, err)

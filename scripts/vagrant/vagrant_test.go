@@ -2,6 +2,7 @@ package vagrant
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
 // repoRoot is the directory of the Vagrantfile.
@@ -267,5 +269,35 @@ func TestWriteBootCode(t *testing.T) {
 	}
 	if err := writeBootCode(raw, boot, make([]byte, 2048*512), 2048*512); err == nil {
 		t.Error("a core image larger than the gap was accepted")
+	}
+}
+
+func TestLoopErrors(t *testing.T) {
+	if _, err := exec.LookPath("vagrant"); err != nil {
+		t.Skip("needs vagrant (Debian: apt-get install vagrant)")
+	}
+	build := t.TempDir()
+	cfg, err := config.Parse(func(k string) string {
+		return map[string]string{"VM_BUILD_DIR": build, "VM_PROVIDER": "libvirt"}[k]
+	}, repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := kernel.Manifest{Schema: 1, Kernels: []kernel.Entry{{Name: "k", VM: "debian", UnameR: "6.1.0-50-cloud-amd64"}}}
+	b, _ := json.Marshal(m)
+	writeFile(t, filepath.Join(build, kernel.ManifestFile), string(b))
+
+	err = Loop(t.Context(), cfg, ui.Discard(), "fedora")
+	if err == nil || !strings.Contains(err.Error(), `no Vagrant machine for VM group "fedora"`) {
+		t.Errorf("unknown group: %v", err)
+	}
+	// A VM that init never prepared is named, with what to run.
+	err = Loop(t.Context(), cfg, ui.Discard(), "debian")
+	if err == nil || !strings.Contains(err.Error(), "VM debian was not prepared (run init with VM_PROVIDER=libvirt)") {
+		t.Errorf("no init: %v", err)
+	}
+	rf, err := results.Load(cfg.Path("results.json"))
+	if err != nil || rf.Run.Provider != "libvirt" || rf.Run.Seed == 0 {
+		t.Errorf("run record %+v, %v", rf.Run, err)
 	}
 }

@@ -15,49 +15,27 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/compile"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
+	"github.com/falcosecurity/libs/test/vm/scripts/internal/e2etest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/qemu"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
-const (
-	k61  = "6.1.0-50-cloud-amd64"
-	k612 = "6.12.117+deb13-cloud-amd64"
-)
+// k61 and k612 are the CI grid's kernels (testdata/grids/ci.txt follows
+// Debian's current 6.1 and 6.12): e2eSetup reads them from the manifest.
+var k61, k612 string
 
-// e2eEnv is the environment of the end-to-end tests: the CI grid, the
-// stand-in driver tree, qemu, in the shared end-to-end build dir
-// (VM_E2E_BUILD, default <repo>/build/e2e; cached across runs and packages).
+// e2eEnv is the environment of the end-to-end tests: the shared end-to-end
+// configuration (CI grid, stand-in tree) with qemu and the compilers that
+// match the CI kernels.
 func e2eEnv(t *testing.T, env map[string]string) *config.Config {
 	t.Helper()
-	if os.Getenv("VM_E2E") != "1" {
-		t.Skip("slow end-to-end test: set VM_E2E=1")
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	shared := os.Getenv("VM_E2E_BUILD")
-	if shared == "" {
-		shared = filepath.Join(root, "build", "e2e")
-	}
-	all := map[string]string{
-		"VM_BUILD_DIR":     shared,
-		"VM_KERNELS":       filepath.Join(root, "testdata", "grids", "ci.txt"),
-		"VM_LIBS_DIR":      filepath.Join(root, "no-libs-tree"), // the stand-in tree
-		"VM_PROVIDER":      "qemu",
-		"VM_COMPILERS":     "gcc-12,gcc-14,clang-19",
-		"VM_DEBIAN_MIRROR": os.Getenv("VM_DEBIAN_MIRROR"),
-	}
+	all := map[string]string{"VM_PROVIDER": "qemu", "VM_COMPILERS": "gcc-12,gcc-14,clang-19"}
 	for k, v := range env {
 		all[k] = v
 	}
-	cfg, err := config.Parse(func(k string) string { return all[k] }, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return e2etest.Config(t, all)
 }
 
 // e2eSetup fetches the CI grid's kernels (cached), builds the agent and
@@ -78,6 +56,7 @@ func e2eSetup(t *testing.T, env map[string]string) (*config.Config, *kernel.Mani
 			t.Fatalf("kernel %s not usable: %s", k.UnameR, k.Error)
 		}
 	}
+	k61, k612 = e2etest.CIKernels(t, cfg.BuildDir)
 	// The accelerator decided once in the shared build dir is reused (a
 	// failing KVM probe costs its whole deadline); TestE2EAccelProbe runs
 	// the probe itself.

@@ -90,6 +90,14 @@ func (a *Archive) root(suite string) string {
 // returns its pool path.
 func (a *Archive) Add(t testing.TB, suite, name, version, path string) string {
 	t.Helper()
+	return a.AddDepends(t, suite, name, version, path, "")
+}
+
+// AddDepends is Add for a package with dependencies: depends is the
+// Depends field of its index stanza (e.g. "kmod, linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)"),
+// "" for none.
+func (a *Archive) AddDepends(t testing.TB, suite, name, version, path, depends string) string {
+	t.Helper()
 	body, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -99,9 +107,12 @@ func (a *Archive) Add(t testing.TB, suite, name, version, path string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.files[a.root(suite)+"/"+pool] = body
+	if depends != "" {
+		depends = "Depends: " + depends + "\n"
+	}
 	a.stanza[suite] = append(a.stanza[suite], fmt.Sprintf(
-		"Package: %s\nVersion: %s\nArchitecture: amd64\nDescription: test\n with a continuation line\nFilename: %s\nSize: %d\nSHA256: %s\n",
-		name, version, pool, len(body), hex.EncodeToString(sum[:])))
+		"Package: %s\nVersion: %s\nArchitecture: amd64\n%sDescription: test\n with a continuation line\nFilename: %s\nSize: %d\nSHA256: %s\n",
+		name, version, depends, pool, len(body), hex.EncodeToString(sum[:])))
 	if a.pool[suite] == nil {
 		a.pool[suite] = map[string]string{}
 	}

@@ -5,8 +5,10 @@
 package e2etest
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"testing"
 
@@ -67,4 +69,47 @@ func Config(t testing.TB, env map[string]string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// Shapes of the CI grid's kernels (testdata/grids/ci.txt follows Debian's
+// current bookworm and trixie cloud kernels, so their ABI numbers move).
+var (
+	Shape61  = regexp.MustCompile(`^6\.1\.0-[0-9]+-cloud-amd64$`)
+	Shape612 = regexp.MustCompile(`^6\.12\.[0-9]+\+deb13-cloud-amd64$`)
+)
+
+// CIKernels reads the kernel stage's manifest in buildDir and returns the
+// uname -r of the CI grid's 6.1 and 6.12 kernels, failing t when either is
+// missing or broken. (It reads the JSON itself: the kernel package's own
+// tests use this package.)
+func CIKernels(t testing.TB, buildDir string) (k61, k612 string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(buildDir, "kernels.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Kernels []struct {
+			UnameR string `json:"uname_r"`
+			Error  string `json:"error"`
+		} `json:"kernels"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", filepath.Join(buildDir, "kernels.json"), err)
+	}
+	var got []string
+	for _, e := range m.Kernels {
+		got = append(got, e.UnameR)
+		switch {
+		case e.Error != "":
+		case Shape61.MatchString(e.UnameR):
+			k61 = e.UnameR
+		case Shape612.MatchString(e.UnameR):
+			k612 = e.UnameR
+		}
+	}
+	if k61 == "" || k612 == "" {
+		t.Fatalf("the manifest in %s has no working 6.1.0-N-cloud-amd64 and 6.12.N+deb13-cloud-amd64 kernels: %v", buildDir, got)
+	}
+	return k61, k612
 }
