@@ -38,8 +38,8 @@ const (
 // Requirement is one thing the host must have.
 type Requirement struct {
 	Name     string   // what a person calls it
-	Optional bool     // reported, never an error
-	ForTests bool     // needed only by the tests
+	Optional bool     // reported, never an error (except ForTests ones when testing)
+	ForTests bool     // needed by the tests; outside them only shown when Optional
 	Packages []string // Debian packages that provide it
 	// Check returns a short description (a version) or an error saying
 	// what is wrong.
@@ -64,16 +64,30 @@ func Requirements() []Requirement {
 		{Name: "clang", ForTests: true, Packages: []string{"clang", "llvm"}, Check: versionOf("clang", "--version")},
 		{Name: "sshd", ForTests: true, Packages: []string{"openssh-server"}, Check: fileCheck("/usr/sbin/sshd")},
 		{Name: "vagrant", Optional: true, ForTests: true, Packages: []string{"vagrant"}, Check: versionOf("vagrant", "--version")},
+		{Name: "vagrant-libvirt", Optional: true, ForTests: true,
+			Packages: []string{"vagrant-libvirt", "libvirt-daemon-system", "qemu-utils", "dnsmasq-base", "fdisk", "e2fsprogs"},
+			Check:    fileCheck("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json", "libvirtd", "virtlogd", "virsh", "qemu-img", "sfdisk", "mkfs.ext4")},
 		{Name: "VirtualBox", Optional: true, Check: versionOf("VBoxManage", "--version"),
 			Fix: "install VirtualBox from https://www.virtualbox.org/wiki/Downloads (optional: VM_PROVIDER=qemu needs none)"},
 	}
 }
 
+// For says whether the requirement is required for purpose, and whether
+// it is shown at all: test-only tools are required by the tests and, when
+// also Optional, shown as optional outside them.
+func (r Requirement) For(purpose Purpose) (required, shown bool) {
+	if r.ForTests {
+		return purpose == Test, purpose == Test || r.Optional
+	}
+	return !r.Optional, true
+}
+
 // Result is the outcome of one requirement's check.
 type Result struct {
 	Requirement
-	Detail string
-	Err    error
+	Required bool // for the purpose checked
+	Detail   string
+	Err      error
 }
 
 // Doctor checks every requirement for purpose, prints one line each, and
@@ -82,15 +96,16 @@ func Doctor(ctx context.Context, purpose Purpose, out *ui.Printer) ([]Result, er
 	var res []Result
 	var missing []string
 	for _, r := range Requirements() {
-		if r.ForTests && purpose != Test && !r.Optional {
+		required, shown := r.For(purpose)
+		if !shown {
 			continue
 		}
 		detail, err := r.Check(ctx)
-		res = append(res, Result{Requirement: r, Detail: detail, Err: err})
+		res = append(res, Result{Requirement: r, Required: required, Detail: detail, Err: err})
 		switch {
 		case err == nil:
 			out.Linef("ok       %-20s %s", r.Name, detail)
-		case r.Optional:
+		case !required:
 			out.Linef("optional %-20s %v; to add it: %s", r.Name, err, r.fix())
 		default:
 			out.Linef("MISSING  %-20s %v; fix: %s", r.Name, err, r.fix())
@@ -115,7 +130,7 @@ func Install(ctx context.Context, purpose Purpose, out *ui.Printer) error {
 	var pkgs []string
 	dockerDown := false
 	for _, r := range res {
-		if r.Err == nil || r.Optional {
+		if r.Err == nil || !r.Required {
 			continue
 		}
 		if r.Name == "docker engine" && onPath("dockerd") {

@@ -3,86 +3,20 @@ package vagrant
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"path"
 	"strconv"
 	"strings"
 
-	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
-	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
-	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 )
 
 // remoteBase is where the loop puts scap-open and the drivers in a guest
 // (the login user's home, no root needed to upload).
 const remoteBase = "test-vm"
 
-// cell is one cell to test with the host files it needs and where they go
-// in the guest.
-type cell struct {
-	results.Cell
-	Artifact string // .ko or .o on the host; for modern_bpf its scap-open
-	ScapOpen string // scap-open on the host
-	Root     string // scap-open's library closure on the host ("" if none)
-}
-
-func (c cell) ext() string {
-	if c.Driver == "kmod" {
-		return ".ko"
-	}
-	return ".o"
-}
-
-// planCells lists the cells of kernel k that have something to test, the
-// same way the qemu provider does: the compile stage left an artifact and
-// recorded no failure, and the cell has not passed before unless
-// cfg.RetestAll (kept counts those).
-func planCells(cfg *config.Config, k kernel.Entry, rf *results.File) (todo []cell, kept int) {
-	for _, comp := range cfg.Compilers {
-		for _, drv := range cfg.Drivers {
-			c := cell{Cell: results.Cell{Kernel: k.UnameR, Compiler: comp, Driver: drv}}
-			switch drv {
-			case "kmod", "bpf":
-				c.Artifact = cfg.Path("driver", comp, k.UnameR+c.ext())
-				c.ScapOpen = cfg.Path("scap-open")
-			case "modern_bpf":
-				c.Artifact = cfg.Path("driver", comp, "modern_bpf", "scap-open")
-				c.ScapOpen = c.Artifact
-			}
-			if rc := rf.Find(c.Kernel, c.Compiler, c.Driver); rc != nil {
-				if rc.Compile != nil && rc.Compile.Status != results.CompileOK {
-					continue
-				}
-				if rc.Compile != nil && rc.Compile.Artifact != "" && drv != "modern_bpf" {
-					c.Artifact = cfg.Path(rc.Compile.Artifact)
-				}
-				if rc.Test != nil && rc.Test.Status == results.TestPass && !cfg.RetestAll {
-					kept++
-					continue
-				}
-			}
-			if !isFile(c.Artifact) || !isFile(c.ScapOpen) {
-				continue
-			}
-			if isDir(c.ScapOpen + ".root") {
-				c.Root = c.ScapOpen + ".root"
-			}
-			todo = append(todo, c)
-		}
-	}
-	return todo, kept
-}
-
-func isFile(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
-}
-
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
+// cell is one cell to test, with the host files it needs.
+type cell = testplan.Cell
 
 // orderCells puts the cells of one kernel in the original loop's order:
 // every kmod first (each followed by a reboot, so a module that is never

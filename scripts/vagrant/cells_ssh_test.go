@@ -15,6 +15,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 	"github.com/falcosecurity/libs/test/vm/scripts/sshx"
 	"github.com/falcosecurity/libs/test/vm/scripts/sshx/sshxtest"
+	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -114,7 +115,7 @@ echo "[   12.345678] scap: disagrees about version of symbol module_layout"
 	l := &looper{cfg: cfg, out: ui.New(&printed), provider: "libvirt", group: "debian",
 		g: &machine{name: "debian", fam: deb, ssh: client}}
 
-	cells, _ := planCells(cfg, k, &results.File{})
+	cells := testplan.For(cfg, k, &results.File{}).Todo
 	l.files = placeFiles(cells)
 	if err := l.upload(ctx, l.files); err != nil {
 		t.Fatal(err)

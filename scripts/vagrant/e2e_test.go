@@ -2,6 +2,7 @@ package vagrant
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/compile"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/container"
+	"github.com/falcosecurity/libs/test/vm/scripts/internal/e2etest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
@@ -41,23 +43,9 @@ func TestE2ELibvirt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 75*time.Minute)
 	defer cancel()
 	out := ui.New(os.Stderr)
-	root := repoRoot(t)
-	shared := os.Getenv("VM_E2E_BUILD")
-	if shared == "" {
-		shared = filepath.Join(root, "build", "e2e")
-	}
-	env := map[string]string{
-		"VM_BUILD_DIR":     shared,
-		"VM_KERNELS":       filepath.Join(root, "testdata", "grids", "ci.txt"),
-		"VM_LIBS_DIR":      filepath.Join(root, "no-libs-tree"), // the stand-in tree
-		"VM_PROVIDER":      "qemu",
-		"VM_COMPILERS":     "gcc-12,gcc-14,clang-19",
-		"VM_DEBIAN_MIRROR": os.Getenv("VM_DEBIAN_MIRROR"),
-	}
-	sharedCfg, err := config.Parse(func(k string) string { return env[k] }, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := map[string]string{"VM_PROVIDER": "qemu", "VM_COMPILERS": "gcc-12,gcc-14,clang-19"}
+	sharedCfg := e2etest.Config(t, env)
+	shared := sharedCfg.BuildDir
 	// Kernels and drivers as the earlier stages make them (cached).
 	if err := container.Build(ctx, sharedCfg, out); err != nil {
 		t.Fatal(err)
@@ -98,10 +86,7 @@ func TestE2ELibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 	env["VM_BUILD_DIR"], env["VM_PROVIDER"] = build, "libvirt"
-	cfg, err := config.Parse(func(k string) string { return env[k] }, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := e2etest.Config(t, env)
 
 	// The Vagrantfile's settings for this run.
 	t.Setenv("VM_BOX_DEBIAN", e2eBox)
@@ -222,6 +207,64 @@ func TestE2ELibvirt(t *testing.T) {
 			t.Errorf("kernel %s: no cell tested", k.UnameR)
 		}
 	}
+	if !t.Failed() {
+		bogusKernel(ctx, t, cfg, out)
+	}
+}
+
+// bogusKernel runs the loop again with one more kernel that Init recorded
+// but that grub cannot boot (it is not in the menu): its cell must be an
+// error, the VM must be reset and the loop must finish; the cells that
+// passed before are kept.
+func bogusKernel(ctx context.Context, t *testing.T, cfg *config.Config, out *ui.Printer) {
+	const bogus = "9.9.9-bogus-cloud-amd64"
+	m, err := kernel.LoadManifest(cfg.BuildDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Kernels = append([]kernel.Entry{{Name: "bogus", VM: "debian", UnameR: bogus}}, m.Kernels...)
+	b, _ := json.MarshalIndent(m, "", "  ")
+	manifest := filepath.Join(cfg.BuildDir, kernel.ManifestFile)
+	os.Remove(manifest) // the symlink to the shared manifest
+	if err := os.WriteFile(manifest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(cfg, "debian")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Kernels = append(st.Kernels, bogus)
+	b, _ = json.Marshal(st)
+	if err := os.WriteFile(statePath(cfg, "debian"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	artifact := filepath.Join("bogus", bogus+".ko")
+	writeFile(t, cfg.Path(artifact), "not a module")
+	if err := results.Update(cfg.Path("results.json"), func(f *results.File) error {
+		f.SetCompile(bogus, "gcc-14", "kmod", results.Compile{Status: results.CompileOK, Artifact: artifact})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Loop(ctx, cfg, out, "debian"); err != nil {
+		t.Fatalf("loop with a kernel that does not come up: %v", err)
+	}
+	got, err := results.Load(cfg.Path("results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got.Find(bogus, "gcc-14", "kmod")
+	if c == nil || c.Test == nil || c.Test.Status != results.TestError || !strings.Contains(c.Test.Reason, "did not come up") ||
+		!strings.Contains(c.Test.Reason, "not found in grub, consider destroying and rebuilding the VM") {
+		t.Errorf("bogus kernel cell: %+v", c)
+	} else {
+		t.Logf("kernel that does not come up: %s: %s", status(c.Test), c.Test.Reason)
+	}
+	for _, c := range got.Cells {
+		if c.Kernel != bogus && c.Test != nil && c.Test.Status != results.TestPass {
+			t.Errorf("%s: %s after the second loop", c.ID(), status(c.Test))
+		}
+	}
 }
 
 func status(t *results.Test) string {
@@ -291,10 +334,12 @@ func addBox(ctx context.Context, cfg *config.Config, name, file string) error {
 	if added, _ := os.ReadFile(marker); string(added) == string(key) && strings.Contains(string(list), name+" ") {
 		return nil
 	}
-	vols, _ := exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-list", "--pool", "default", "--name").Output()
+	vols, _ := exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-list", "--pool", "default").Output()
 	prefix := strings.ReplaceAll(name, "/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-	for _, v := range strings.Fields(string(vols)) {
-		if strings.HasPrefix(v, prefix) {
+	for _, line := range strings.Split(string(vols), "\n") {
+		// "Name Path" columns, after a header.
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			v := f[0]
 			exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", v).Run()
 		}
 	}

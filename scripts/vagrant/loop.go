@@ -20,6 +20,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 	"github.com/falcosecurity/libs/test/vm/scripts/sshx"
+	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -78,7 +79,7 @@ func Loop(ctx context.Context, cfg *config.Config, out *ui.Printer, group string
 	}
 	out.Linef("loop: kernel order seed %d (repeat it with VM_SEED=%d)", seed, seed)
 	if err := results.Update(cfg.Path("results.json"), func(f *results.File) error {
-		f.Run.Provider, f.Run.Seed, f.Run.Accel = provider, seed, ""
+		f.Run.Provider, f.Run.Seed, f.Run.Accel, f.Run.Time = provider, seed, "", time.Now().UTC()
 		return nil
 	}); err != nil {
 		return err
@@ -135,9 +136,16 @@ func (l *looper) run(ctx context.Context, m *kernel.Manifest, seed int64) (err e
 		if e.VM != l.group || e.Error != "" {
 			continue
 		}
-		cells, kept := planCells(cfg, e, rf)
-		if kept > 0 {
-			l.out.Linef("loop %s: %s: %d cells passed before, kept (VM_RETEST=all tests them again)", l.group, e.UnameR, kept)
+		p := testplan.For(cfg, e, rf)
+		cells := p.Todo
+		if p.Kept > 0 {
+			l.out.Linef("loop %s: %s: %d cells passed before, kept (VM_RETEST=all tests them again)", l.group, e.UnameR, p.Kept)
+		}
+		if len(p.NoScapOpen) > 0 {
+			l.out.Linef("loop %s: %s: %d cells not run: %s", l.group, e.UnameR, len(p.NoScapOpen), testplan.NoScapOpen)
+			if err := testplan.RecordNotRun(cfg, p.NoScapOpen, testplan.NoScapOpen, l.provider); err != nil {
+				return err
+			}
 		}
 		if len(cells) == 0 {
 			continue
@@ -314,6 +322,9 @@ func (l *looper) kernel(ctx context.Context, k kernel.Entry, cells []cell) error
 		}
 		l.out.Linef("loop %s: kernel %s did not come up: %v", l.group, k.UnameR, err)
 		l.fail(cells, fmt.Sprintf("kernel %s did not come up: %v", k.UnameR, err))
+		if l.g.ssh.WaitReady(ctx, 30*time.Second) == nil {
+			return nil // the guest answers (e.g. on its previous kernel)
+		}
 		return l.recover(ctx)
 	}
 	for i, c := range cells {
@@ -444,22 +455,12 @@ func (l *looper) fail(cells []cell, reason string) {
 // does, and on a pass keeps the artifact in
 // build/driver_ok/<compiler>/<uname-r>.<ext>.
 func (l *looper) record(o outcome) error {
-	cfg, c := l.cfg, o.cell
-	if o.o.Status == guest.Pass && c.Driver != "modern_bpf" {
-		dst := cfg.Path("driver_ok", c.Compiler, c.Kernel+c.ext())
-		if err := copyFile(c.Artifact, dst); err != nil {
-			return fmt.Errorf("%s: keep passing artifact: %w", c.ID(), err)
-		}
-	}
 	t := results.Test{
 		Status: o.o.Status, Kind: o.o.Kind, Events: max(o.o.Events, 0), Reason: o.o.Reason,
 		Log: o.log, Attempts: 1, Seconds: o.seconds, Provider: l.provider,
 	}
-	if err := results.Update(cfg.Path("results.json"), func(f *results.File) error {
-		f.SetTest(c.Kernel, c.Compiler, c.Driver, t)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("%s: %w", c.ID(), err)
+	if err := testplan.Record(l.cfg, o.cell, t); err != nil {
+		return err
 	}
 	l.summary = append(l.summary, o)
 	return nil
@@ -489,17 +490,6 @@ func writeCellLog(p string, c cell, provider, machine string, rec *guest.Record,
 		return err
 	}
 	return results.WriteFileAtomic(p, []byte(b.String()))
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return results.WriteFileAtomic(dst, b)
 }
 
 func printSummary(out *ui.Printer, summary []outcome, wall time.Duration) {

@@ -16,6 +16,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -215,7 +216,8 @@ func TestPlanAndOrderCells(t *testing.T) {
 	rf := &results.File{}
 	rf.SetCompile(k.UnameR, "gcc-11", "kmod", results.Compile{Status: results.CompileFail})
 	rf.SetTest(k.UnameR, "clang-14", "bpf", results.Test{Status: results.TestPass})
-	cells, kept := planCells(cfg, k, rf)
+	p := testplan.For(cfg, k, rf)
+	cells, kept := p.Todo, p.Kept
 	var ids []string
 	for _, c := range orderCells(cells) {
 		ids = append(ids, c.Compiler+"/"+c.Driver)

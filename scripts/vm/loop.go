@@ -17,6 +17,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/qemu"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -94,13 +95,16 @@ func (r *runner) loop(ctx context.Context, m *kernel.Manifest, group string) err
 	var noScapOpen []cell
 	kept := 0
 	for _, k := range ks {
-		cells, n, blocked := cellsFor(cfg, k, rf)
-		kept += n
-		noScapOpen = append(noScapOpen, blocked...)
-		jobs = append(jobs, vmJobs(k, cells)...)
+		p := testplan.For(cfg, k, rf)
+		kept += p.Kept
+		noScapOpen = append(noScapOpen, p.NoScapOpen...)
+		jobs = append(jobs, vmJobs(k, p.Todo)...)
 	}
-	if err := r.recordNoScapOpen(noScapOpen); err != nil {
-		return err
+	if len(noScapOpen) > 0 {
+		out.Linef("test: %d cells not run: %s", len(noScapOpen), testplan.NoScapOpen)
+		if err := testplan.RecordNotRun(cfg, noScapOpen, testplan.NoScapOpen, "qemu"); err != nil {
+			return err
+		}
 	}
 	ncells := 0
 	for _, j := range jobs {
@@ -237,7 +241,7 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) (map[string]cellOutcome, e
 	}
 	if rep.Garbage > 0 {
 		// Keep the raw channel next to the console when something was off.
-		_ = copyFile(qc.Report, filepath.Join(logDir, j.Name+".report.jsonl"))
+		_ = testplan.CopyFile(qc.Report, filepath.Join(logDir, j.Name+".report.jsonl"))
 	}
 	consoleB, _ := os.ReadFile(qc.Console)
 	console := string(consoleB)
@@ -327,48 +331,17 @@ func writeCellLog(path string, c cell, rec *guest.Record, o guest.Outcome, conso
 // other outcome removes what an earlier pass left there, so driver_ok only
 // ever holds artifacts that passed as they are now.
 func (r *runner) record(c cell, o cellOutcome) error {
-	cfg := r.cfg
-	if c.Driver != "modern_bpf" {
-		dst := cfg.Path("driver_ok", c.Compiler, c.Kernel+c.ext())
-		if o.Outcome.Status == guest.Pass {
-			if err := copyFile(c.Artifact, dst); err != nil {
-				return fmt.Errorf("%s: keep passing artifact: %w", c.ID(), err)
-			}
-		} else if err := os.Remove(dst); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("%s: drop the artifact of an earlier pass: %w", c.ID(), err)
-		}
-	}
 	t := results.Test{
 		Status: o.Outcome.Status, Kind: o.Outcome.Kind, Events: max(o.Outcome.Events, 0),
 		Reason: o.Outcome.Reason, Log: o.Log, Attempts: o.Attempts, Seconds: o.Seconds, Capture: o.Capture, Provider: "qemu",
 	}
-	err := results.Update(cfg.Path("results.json"), func(f *results.File) error {
-		f.SetTest(c.Kernel, c.Compiler, c.Driver, t)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.ID(), err)
+	if err := testplan.Record(r.cfg, c, t); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	r.summary = append(r.summary, o)
 	r.mu.Unlock()
 	return nil
-}
-
-// recordNoScapOpen records cells whose driver was built but whose
-// scap-open was not (its build failed): they cannot run, and say why.
-func (r *runner) recordNoScapOpen(cells []cell) error {
-	if len(cells) == 0 {
-		return nil
-	}
-	reason := "scap-open was not built (see logs/compile/scap-open.log)"
-	r.out.Linef("test: %d cells not run: %s", len(cells), reason)
-	return results.Update(r.cfg.Path("results.json"), func(f *results.File) error {
-		for _, c := range cells {
-			f.SetTest(c.Kernel, c.Compiler, c.Driver, results.Test{Status: results.TestNotRun, Reason: reason, Provider: "qemu"})
-		}
-		return nil
-	})
 }
 
 func updateRun(cfg *config.Config, accel string, seed int64) error {
@@ -397,15 +370,4 @@ func (r *runner) printSummary(wall time.Duration) {
 	for _, o := range bad {
 		r.out.Linef("  %s %s: %s (log %s)", o.Outcome, o.Cell.ID(), o.Outcome.Reason, o.Log)
 	}
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return results.WriteFileAtomic(dst, b)
 }

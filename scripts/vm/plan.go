@@ -13,70 +13,17 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/initramfs"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 )
 
 // cell is one cell to test, with the host files it needs.
-type cell struct {
-	results.Cell
-	Artifact string // .ko or .o on the host; for modern_bpf the scap-open binary
-	ScapOpen string // scap-open on the host
-	Root     string // scap-open's library closure on the host (absolute paths inside)
-}
-
-func (c cell) ext() string {
-	if c.Driver == "kmod" {
-		return ".ko"
-	}
-	return ".o"
-}
+type cell = testplan.Cell
 
 // vmJob is one VM: a kernel and the cells it runs, in order.
 type vmJob struct {
 	Name   string
 	Kernel kernel.Entry
 	Cells  []cell
-}
-
-// cellsFor lists the cells of kernel k that have something to test: the
-// compile stage left an artifact (and did not record a failure), and the
-// cell has not passed before unless cfg.RetestAll (kept counts those).
-// Cells with an artifact but no scap-open to run it (its build failed) are
-// returned apart, in noScapOpen, so that they are recorded, not forgotten.
-func cellsFor(cfg *config.Config, k kernel.Entry, rf *results.File) (todo []cell, kept int, noScapOpen []cell) {
-	for _, comp := range cfg.Compilers {
-		for _, drv := range cfg.Drivers {
-			c := cell{Cell: results.Cell{Kernel: k.UnameR, Compiler: comp, Driver: drv}}
-			switch drv {
-			case "kmod", "bpf":
-				c.Artifact = cfg.Path("driver", comp, k.UnameR+c.ext())
-				c.ScapOpen = cfg.Path("scap-open")
-			case "modern_bpf":
-				c.Artifact = cfg.Path("driver", comp, "modern_bpf", "scap-open")
-				c.ScapOpen = c.Artifact
-			}
-			c.Root = c.ScapOpen + ".root"
-			if rc := rf.Find(c.Kernel, c.Compiler, c.Driver); rc != nil {
-				if rc.Compile != nil && rc.Compile.Status != results.CompileOK {
-					continue
-				}
-				if rc.Compile != nil && rc.Compile.Artifact != "" && drv != "modern_bpf" {
-					c.Artifact = cfg.Path(rc.Compile.Artifact)
-				}
-				if rc.Test != nil && rc.Test.Status == results.TestPass && !cfg.RetestAll {
-					kept++
-					continue
-				}
-			}
-			switch {
-			case !exists(c.Artifact):
-			case !exists(c.ScapOpen):
-				noScapOpen = append(noScapOpen, c)
-			default:
-				todo = append(todo, c)
-			}
-		}
-	}
-	return todo, kept, noScapOpen
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

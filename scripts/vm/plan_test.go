@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -39,63 +38,6 @@ func touch(t *testing.T, p string) {
 	}
 	if err := os.WriteFile(p, []byte(p), 0o755); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestCellsFor(t *testing.T) {
-	cfg := testConfig(t, map[string]string{"VM_COMPILERS": "gcc-12,gcc-14,clang-19"})
-	k := kernel.Entry{UnameR: "6.1.0-50-cloud-amd64"}
-	touch(t, cfg.Path("scap-open"))
-	touch(t, cfg.Path("driver", "gcc-12", k.UnameR+".ko"))
-	touch(t, cfg.Path("driver", "gcc-14", k.UnameR+".ko"))
-	touch(t, cfg.Path("driver", "clang-19", k.UnameR+".o"))
-	touch(t, cfg.Path("driver", "clang-19", "modern_bpf", "scap-open"))
-	rf := &results.File{}
-	// gcc-14's module is stale: the compile stage recorded a failure.
-	rf.SetCompile(k.UnameR, "gcc-14", "kmod", results.Compile{Status: results.CompileFail})
-	rf.SetTest(k.UnameR, "clang-19", "bpf", results.Test{Status: results.TestPass})
-	rf.SetTest(k.UnameR, "gcc-12", "kmod", results.Test{Status: results.TestError})
-
-	ids := func(cs []cell) []string {
-		var out []string
-		for _, c := range cs {
-			out = append(out, c.ID())
-		}
-		return out
-	}
-	todo, kept, blocked := cellsFor(cfg, k, rf)
-	if len(blocked) != 0 {
-		t.Errorf("blocked %v with scap-open present", ids(blocked))
-	}
-	want := []string{"gcc-12/" + k.UnameR + "/kmod", "clang-19/" + k.UnameR + "/modern_bpf"}
-	if !slices.Equal(ids(todo), want) || kept != 1 {
-		t.Errorf("todo %v kept %d, want %v kept 1", ids(todo), kept, want)
-	}
-	for _, c := range todo {
-		if c.Driver == "modern_bpf" && (c.ScapOpen != c.Artifact || c.Root != c.Artifact+".root") {
-			t.Errorf("modern_bpf runs its own scap-open: %+v", c)
-		}
-		if c.Driver == "kmod" && c.ScapOpen != cfg.Path("scap-open") {
-			t.Errorf("kmod scap-open %s", c.ScapOpen)
-		}
-	}
-	cfg.RetestAll = true
-	todo, kept, _ = cellsFor(cfg, k, rf)
-	if len(todo) != 3 || kept != 0 {
-		t.Errorf("retest all: todo %v kept %d", ids(todo), kept)
-	}
-
-	// Without build/scap-open the kmod and bpf cells cannot run: they are
-	// returned apart; modern_bpf runs its own scap-open and stays.
-	if err := os.Remove(cfg.Path("scap-open")); err != nil {
-		t.Fatal(err)
-	}
-	todo, _, blocked = cellsFor(cfg, k, rf)
-	if got := ids(todo); !slices.Equal(got, []string{"clang-19/" + k.UnameR + "/modern_bpf"}) {
-		t.Errorf("without scap-open: todo %v", got)
-	}
-	if len(blocked) != 2 {
-		t.Errorf("without scap-open: blocked %v, want the kmod and bpf cells", ids(blocked))
 	}
 }
 

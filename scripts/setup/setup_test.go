@@ -1,0 +1,56 @@
+package setup
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRequirementsFor(t *testing.T) {
+	want := map[string][2]string{ // name -> {for Run, for Test}: required, optional or hidden
+		"docker engine":   {"required", "required"},
+		"cmake":           {"required", "required"},
+		"sshd":            {"hidden", "required"},
+		"rpmbuild":        {"hidden", "required"},
+		"vagrant":         {"optional", "required"},
+		"vagrant-libvirt": {"optional", "required"},
+		"VirtualBox":      {"optional", "optional"},
+	}
+	level := func(r Requirement, p Purpose) string {
+		required, shown := r.For(p)
+		switch {
+		case !shown:
+			return "hidden"
+		case required:
+			return "required"
+		}
+		return "optional"
+	}
+	seen := map[string]bool{}
+	for _, r := range Requirements() {
+		seen[r.Name] = true
+		if r.Check == nil {
+			t.Errorf("%s: no check", r.Name)
+		}
+		if len(r.Packages) == 0 && r.Fix == "" {
+			t.Errorf("%s: nothing says how to fix it", r.Name)
+		}
+		if w, ok := want[r.Name]; ok {
+			if got := [2]string{level(r, Run), level(r, Test)}; got != w {
+				t.Errorf("%s: run/test %v, want %v", r.Name, got, w)
+			}
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("no requirement %q", name)
+		}
+	}
+}
+
+func TestFixNamesACommand(t *testing.T) {
+	for _, r := range Requirements() {
+		if f := r.fix(); !strings.Contains(f, "apt-get install") && !strings.Contains(f, "install") {
+			t.Errorf("%s: fix %q names no command", r.Name, f)
+		}
+	}
+}
