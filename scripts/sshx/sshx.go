@@ -381,8 +381,11 @@ func (c *Client) waitFor(ctx context.Context, timeout time.Duration, check func(
 			}
 		}
 		// Keep the reason the guest refused us, not the deadline that
-		// interrupted the final attempt.
-		if last == nil || ctx.Err() == nil {
+		// interrupted the final attempt (the dial's own timer may fire a
+		// moment before ctx reports it).
+		var ne net.Error
+		timedOut := ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout())
+		if last == nil || !timedOut {
 			last = err
 		}
 		t := time.NewTimer(poll)
