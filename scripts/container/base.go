@@ -1,19 +1,17 @@
 package container
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/archive"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -89,63 +87,12 @@ func (e *Engine) bootstrap(ctx context.Context, suite, mirror, ref string, log i
 // owners, modes and symlinks; the contents of /dev, /proc and /sys are left
 // out (the container runtime provides them).
 func tarTree(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		name := filepath.ToSlash(rel)
+	return archive.WriteTree(w, dir, archive.TreeOptions{Skip: func(name string) bool {
 		for _, skip := range []string{"dev/", "proc/", "sys/"} {
 			if strings.HasPrefix(name, skip) {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
+				return true
 			}
 		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		if !fi.Mode().IsRegular() && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
-			return nil // sockets, fifos, devices
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		h.Name = name
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
+		return false
+	}})
 }

@@ -1,12 +1,10 @@
 package vagrant
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -15,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/archive"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
@@ -209,49 +208,7 @@ func uploadTree(ctx context.Context, c *sshx.Client, host, dir string) error {
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		tw := tar.NewWriter(pw)
-		err := filepath.WalkDir(host, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(host, p)
-			if rel == "." {
-				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			link := ""
-			if fi.Mode()&fs.ModeSymlink != 0 {
-				if link, err = os.Readlink(p); err != nil {
-					return err
-				}
-			}
-			h, err := tar.FileInfoHeader(fi, link)
-			if err != nil {
-				return err
-			}
-			h.Name = filepath.ToSlash(rel)
-			h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
-			if err := tw.WriteHeader(h); err != nil {
-				return err
-			}
-			if fi.Mode().IsRegular() {
-				f, err := os.Open(p)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				_, err = io.Copy(tw, f)
-				return err
-			}
-			return nil
-		})
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
+		pw.CloseWithError(archive.WriteTree(pw, host, archive.TreeOptions{RootOwned: true}))
 	}()
 	var errb strings.Builder
 	st, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && tar -x -C %s", sshx.Quote(dir), sshx.Quote(dir)), pr, nil, &errb)
