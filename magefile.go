@@ -25,6 +25,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/result"
 	"github.com/falcosecurity/libs/test/vm/scripts/setup"
+	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 	"github.com/falcosecurity/libs/test/vm/scripts/vm"
 )
@@ -167,7 +168,7 @@ func Cleanup(ctx context.Context) error {
 	vmErr := vm.Cleanup(ctx, c, out)
 	ctErr := container.Cleanup(ctx, c, out)
 	out.Linef("cleanup: removing %s", c.BuildDir)
-	if err := setup.RemoveTree(c.BuildDir); err != nil {
+	if err := tree.Remove(c.BuildDir); err != nil {
 		return err
 	}
 	if vmErr != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/archive"
+	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -60,7 +61,8 @@ func (e *Engine) bootstrap(ctx context.Context, suite, mirror, ref string, log i
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	// debootstrap mounts /proc and /sys in the tree while it runs.
+	defer tree.Remove(dir)
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", suite, dir, mirror)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {

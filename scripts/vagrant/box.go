@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -67,13 +68,15 @@ func (b Box) Build(ctx context.Context, out *ui.Printer) (string, error) {
 	}
 	start := time.Now()
 	work := filepath.Join(b.Dir, b.Suite+".work")
-	if err := os.RemoveAll(work); err != nil {
+	// debootstrap and the chroot steps mount /proc (and more) in the
+	// rootfs; a run killed mid-way leaves them mounted.
+	if err := tree.Remove(work); err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(work)
+	defer tree.Remove(work)
 	rootfs := filepath.Join(work, "rootfs")
 
 	out.Linef("box %s: debootstrap %s from %s", b.Name, b.Suite, b.Mirror)
