@@ -94,6 +94,7 @@ func TestE2ELibvirt(t *testing.T) {
 	t.Setenv("VM_IP_DEBIAN", "none")
 	t.Setenv("VM_MEMORY", "1536")
 	t.Setenv("VM_CPUS", "2")
+	t.Setenv("VM_BOOT_TIMEOUT", "600") // a hung boot is retried (hard reset) rather than waited for
 	startLibvirt(ctx, t)
 	// The VM of an interrupted earlier run would hold the box's volume.
 	if cli, err := NewCLI(cfg.Root, stateDir(cfg), "libvirt", nil); err == nil {

@@ -256,6 +256,27 @@ func (l *looper) reboot(ctx context.Context, unameR string) error {
 	return nil
 }
 
+// bootRetrying is boot, with up to cfg.Retries hard resets when the kernel
+// does not come up: a boot that hangs is an infrastructure error (under
+// emulation a kernel occasionally stalls early), not an answer about it.
+// Grub still defaults to unameR, so the reset boots it again.
+func (l *looper) bootRetrying(ctx context.Context, unameR string) error {
+	err := l.boot(ctx, unameR)
+	for attempt := 1; err != nil && attempt <= l.cfg.Retries && ctx.Err() == nil; attempt++ {
+		l.out.Linef("loop %s: kernel %s did not come up (%v); hard reset, retry %d of %d", l.group, unameR, err, attempt, l.cfg.Retries)
+		if rerr := l.recover(ctx); rerr != nil {
+			return fmt.Errorf("%w; after a hard reset: %v", err, rerr)
+		}
+		got, gerr := l.g.ssh.Output(ctx, "uname -r")
+		if gerr == nil && strings.TrimSpace(got) == unameR {
+			l.out.Linef("loop %s: kernel is %s after a hard reset, running its cells", l.group, unameR)
+			return nil
+		}
+		err = l.boot(ctx, unameR)
+	}
+	return err
+}
+
 // recover brings a guest that stopped answering back with a hard reset.
 func (l *looper) recover(ctx context.Context) error {
 	l.out.Linef("loop %s: VM does not answer, resetting it", l.group)
@@ -273,7 +294,7 @@ func (l *looper) recover(ctx context.Context) error {
 // VM is lost for good; a kernel that does not come up fails its cells.
 func (l *looper) kernel(ctx context.Context, k kernel.Entry, cells []cell) error {
 	l.out.Linef("loop %s: next up kernel %s (%d cells)", l.group, k.UnameR, len(cells))
-	if err := l.boot(ctx, k.UnameR); err != nil {
+	if err := l.bootRetrying(ctx, k.UnameR); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
