@@ -243,7 +243,7 @@ func (l *looper) boot(ctx context.Context, unameR string) error {
 func (l *looper) reboot(ctx context.Context, unameR string) error {
 	t0 := time.Now()
 	if err := l.g.ssh.Reboot(ctx, "sudo reboot", rebootTimeout); err != nil {
-		return fmt.Errorf("reboot into %s: %w", unameR, err)
+		return noBootError{fmt.Errorf("reboot into %s: %w", unameR, err)}
 	}
 	got, err := l.g.ssh.Output(ctx, "uname -r")
 	if err != nil {
@@ -256,13 +256,20 @@ func (l *looper) reboot(ctx context.Context, unameR string) error {
 	return nil
 }
 
-// bootRetrying is boot, with up to cfg.Retries hard resets when the kernel
-// does not come up: a boot that hangs is an infrastructure error (under
-// emulation a kernel occasionally stalls early), not an answer about it.
-// Grub still defaults to unameR, so the reset boots it again.
+// noBootError is a reboot after which the guest never answered: the one
+// boot failure a hard reset can help with (a kernel missing from grub, or
+// grub booting another one, fails the same way every time).
+type noBootError struct{ error }
+
+func (e noBootError) Unwrap() error { return e.error }
+
+// bootRetrying is boot, with up to cfg.Retries hard resets when the guest
+// does not answer after the reboot: a boot that hangs is an infrastructure
+// error (under emulation a kernel occasionally stalls early), not an answer
+// about the kernel. Grub still defaults to unameR, so a reset boots it again.
 func (l *looper) bootRetrying(ctx context.Context, unameR string) error {
 	err := l.boot(ctx, unameR)
-	for attempt := 1; err != nil && attempt <= l.cfg.Retries && ctx.Err() == nil; attempt++ {
+	for attempt := 1; errors.As(err, new(noBootError)) && attempt <= l.cfg.Retries && ctx.Err() == nil; attempt++ {
 		l.out.Linef("loop %s: kernel %s did not come up (%v); hard reset, retry %d of %d", l.group, unameR, err, attempt, l.cfg.Retries)
 		if rerr := l.recover(ctx); rerr != nil {
 			return fmt.Errorf("%w; after a hard reset: %v", err, rerr)
