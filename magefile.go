@@ -12,18 +12,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/magefile/mage/mg"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/bench"
+	"github.com/falcosecurity/libs/test/vm/scripts/check"
 	"github.com/falcosecurity/libs/test/vm/scripts/compile"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/container"
+	"github.com/falcosecurity/libs/test/vm/scripts/grid"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
-	"github.com/falcosecurity/libs/test/vm/scripts/result"
+	"github.com/falcosecurity/libs/test/vm/scripts/report"
 	"github.com/falcosecurity/libs/test/vm/scripts/setup"
 	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
@@ -32,9 +34,37 @@ import (
 
 var out = ui.Stdout()
 
-// conf parses and validates the VM_* settings once per run, before any
-// target does work.
-var conf = sync.OnceValues(func() (*config.Config, error) {
+// stageTimes are the stages this run has done and how long each took, in
+// order, for the summary line of loop and all.
+var (
+	stageMu    sync.Mutex
+	stageTimes []string
+)
+
+// timed runs one stage, then says how long it took.
+func timed(stage string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	d := time.Since(start).Round(100 * time.Millisecond)
+	out.Linef("%s: done in %s", stage, d)
+	stageMu.Lock()
+	stageTimes = append(stageTimes, fmt.Sprintf("%s %s", stage, d))
+	stageMu.Unlock()
+	return err
+}
+
+// printStageTimes prints one line with every stage's time.
+func printStageTimes() {
+	stageMu.Lock()
+	defer stageMu.Unlock()
+	if len(stageTimes) > 0 {
+		out.Linef("stage times: %s", strings.Join(stageTimes, ", "))
+	}
+}
+
+// settings parses and validates the VM_* settings once per run, before
+// any target does work.
+var settings = sync.OnceValues(func() (*config.Config, error) {
 	c, err := config.Load(".")
 	if err != nil {
 		return nil, err
@@ -42,9 +72,27 @@ var conf = sync.OnceValues(func() (*config.Config, error) {
 	return c, setup.PrepareBuildDir(c.BuildDir)
 })
 
+// conf is settings plus the kernel grid, checked before the first builder
+// image or download: a malformed kernels.txt line, or a VM_SHARD the grid
+// cannot fill, is reported in a second, not after minutes of image builds.
+var conf = sync.OnceValues(func() (*config.Config, error) {
+	c, err := settings()
+	if err != nil {
+		return nil, err
+	}
+	g, err := grid.Load(c.KernelsFile)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kernel.ShardKernels(c, g); err != nil {
+		return nil, err
+	}
+	return c, nil
+})
+
 // Setup installs what the host lacks (apt-get, as root on Debian) and starts the Docker engine.
 func Setup(ctx context.Context) error {
-	if _, err := conf(); err != nil {
+	if _, err := settings(); err != nil {
 		return err
 	}
 	return setup.Install(ctx, setup.Run, out)
@@ -52,7 +100,7 @@ func Setup(ctx context.Context) error {
 
 // Doctor checks the host: Go, Docker engine, qemu, cmake, debootstrap (Vagrant/VirtualBox optional).
 func Doctor(ctx context.Context) error {
-	c, err := conf()
+	c, err := settings()
 	if err != nil {
 		return err
 	}
@@ -67,7 +115,7 @@ func Container(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return container.Build(ctx, c, out)
+	return timed("container", func() error { return container.Build(ctx, c, out) })
 }
 
 // Kernel downloads, verifies and extracts the kernels of the grid (VM_KERNELS) into build/.
@@ -88,7 +136,7 @@ func kernels(ctx context.Context) error {
 		return err
 	}
 	mg.CtxDeps(ctx, Container)
-	err = kernel.Fetch(ctx, c, out)
+	err = timed("kernel", func() error { return kernel.Fetch(ctx, c, out) })
 	if errors.Is(err, kernel.ErrSomeKernelsFailed) {
 		kernelsFailed = err
 		return nil
@@ -103,17 +151,46 @@ func Init(ctx context.Context) error {
 		return err
 	}
 	mg.CtxDeps(ctx, kernels)
-	return errors.Join(vm.Init(ctx, c, out), kernelsFailed)
+	return errors.Join(timed("init", func() error { return vm.Init(ctx, c, out) }), kernelsFailed)
+}
+
+// prepared is what the loops need of init: Vagrant VMs an earlier init
+// prepared for the grid's kernels are kept (the init target re-creates
+// them, as the original vm-init did).
+func prepared(ctx context.Context) error {
+	c, err := conf()
+	if err != nil {
+		return err
+	}
+	mg.CtxDeps(ctx, kernels)
+	return errors.Join(timed("init", func() error { return vm.Prepare(ctx, c, out) }), kernelsFailed)
 }
 
 // Compile builds scap-open and every driver of the kernel x compiler grid in containers.
 func Compile(ctx context.Context) error {
+	mg.CtxDeps(ctx, compiled)
+	return errors.Join(scapOpenFailed, kernelsFailed)
+}
+
+// scapOpenFailed says which scap-open did not build. Like a kernel that
+// could not be fetched, it does not stop the stages after compile (they
+// test what they can, and record the cells it was to run as errors), but
+// every target that compiled ends with this error.
+var scapOpenFailed error
+
+// compiled runs the compile stage; it is what the later stages depend on.
+func compiled(ctx context.Context) error {
 	c, err := conf()
 	if err != nil {
 		return err
 	}
 	mg.SerialCtxDeps(ctx, Container, kernels)
-	return errors.Join(compile.Run(ctx, c, out), kernelsFailed)
+	err = timed("compile", func() error { return compile.Run(ctx, c, out) })
+	if errors.Is(err, compile.ErrScapOpen) || errors.Is(err, compile.ErrDriversTest) {
+		scapOpenFailed = err
+		return nil
+	}
+	return err
 }
 
 // Loop tests every compiled driver on every kernel of the grid in VMs, then writes the result.
@@ -130,15 +207,14 @@ func loop(ctx context.Context, group string) error {
 	if err != nil {
 		return err
 	}
-	mg.SerialCtxDeps(ctx, Compile, Init)
-	loopErr := vm.Loop(ctx, c, out, group)
-	if err := result.Write(ctx, c, out); err != nil {
-		return err
+	mg.SerialCtxDeps(ctx, compiled, prepared)
+	loopErr := timed("test", func() error { return vm.Loop(ctx, c, out, group) })
+	err = timed("result", func() error { return report.Write(ctx, c, out) })
+	printStageTimes()
+	if err != nil {
+		return errors.Join(err, loopErr, scapOpenFailed)
 	}
-	if loopErr != nil {
-		return loopErr
-	}
-	return kernelsFailed
+	return errors.Join(loopErr, scapOpenFailed, kernelsFailed)
 }
 
 // Result writes the matrices (PNG, Markdown, JUnit) and the diff against the last run from build/results.json.
@@ -147,7 +223,7 @@ func Result(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return result.Write(ctx, c, out)
+	return report.Write(ctx, c, out)
 }
 
 // All runs the whole pipeline: setup, container, kernel, init, compile, loop, result.
@@ -155,13 +231,13 @@ func All(ctx context.Context) error {
 	if _, err := conf(); err != nil {
 		return err
 	}
-	mg.SerialCtxDeps(ctx, Setup, Container, kernels, Init, Compile)
+	mg.SerialCtxDeps(ctx, Setup, Container, kernels, Init, compiled)
 	return Loop(ctx)
 }
 
 // Cleanup destroys the VMs, removes the builder images and containers, and deletes build/.
 func Cleanup(ctx context.Context) error {
-	c, err := conf()
+	c, err := settings()
 	if err != nil {
 		return err
 	}
@@ -188,24 +264,14 @@ func Bench(ctx context.Context) error {
 	return bench.Run(ctx, c, out)
 }
 
-// Check runs the setup for tests, then go test ./... (VM_E2E=1 adds the slow end-to-end tests).
+// Check runs the setup for tests, then the tests: unit tests with -race, each fuzz target briefly, and with VM_E2E=1 the end-to-end tests.
 func Check(ctx context.Context) error {
-	if _, err := conf(); err != nil {
+	c, err := settings()
+	if err != nil {
 		return err
 	}
 	if err := setup.Install(ctx, setup.Test, out); err != nil {
 		return err
 	}
-	args := []string{"test", "-count=1", "./..."}
-	if os.Getenv("VM_E2E") == "1" {
-		// End-to-end tests share Docker, qemu and two cores: one package at a time.
-		args = []string{"test", "-count=1", "-p=1", "-timeout=80m", "./..."}
-	}
-	out.Linef("check: go %v", args)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go test: %w", err)
-	}
-	return nil
+	return check.Run(ctx, out, check.Options{Dir: c.Root, E2E: c.E2E, Fuzz: c.FuzzTime})
 }

@@ -14,7 +14,9 @@
 // meta package such as linux-image-cloud-amd64 then brings the kernel
 // packages it depends on, so that a grid can follow Debian's current
 // kernel. Dependencies are looked up in the suite the package came from,
-// then in its base suite (trixie for trixie-backports).
+// then in its base suite (trixie for trixie-backports). A package from an
+// update suite also brings the helpers (linux-base, ...) that only that
+// suite can satisfy, so that it installs on a system of the base suite.
 package apt
 
 import (
@@ -38,6 +40,7 @@ import (
 	"github.com/xi2/xz"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/download"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 )
 
 // DefaultKeyring is Debian's archive keyring (package debian-archive-keyring).
@@ -64,6 +67,13 @@ type Resolver struct {
 	Keyring       string   // OpenPGP keyring that signs InRelease
 	Arch          string   // Debian architecture, default amd64
 	Client        *http.Client
+	// AllowExpired accepts an InRelease past its Valid-Until (snapshot
+	// mirrors serve old, expired indexes on purpose). Otherwise an expired
+	// index is refused: it may be a stale mirror or a replayed old index
+	// with since-fixed packages.
+	AllowExpired bool
+	// Now is the clock Valid-Until is checked against; nil is time.Now.
+	Now func() time.Time
 
 	mu         sync.Mutex
 	indexBytes atomic.Int64
@@ -79,6 +89,14 @@ type Query struct {
 	// too, recursively, and listed in Answer.Deps. Version constraints are
 	// honoured; of alternatives (a | b) the first one Follow accepts that
 	// the index has wins. Nil: the package alone.
+	//
+	// For a package of an update suite (trixie-backports), a dependency
+	// Follow does not accept (a helper such as linux-base) is brought too
+	// when no version in the base suite satisfies it and one in the update
+	// suite does: Debian's 7.x images in trixie-backports pre-depend on
+	// linux-base (>= 4.17~), which trixie does not have, so a trixie system
+	// cannot install them without it. Helpers the base suite satisfies are
+	// left to the system that installs the kernel.
 	Follow func(name string) bool
 }
 
@@ -160,25 +178,25 @@ func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
 				for _, d := range depSuites(s) {
 					scan(d).follow = append(scan(d).follow, q.Follow)
 				}
+				if BaseSuite(s) != "" {
+					scan(s).everything = true
+				}
 			}
 		}
 	}
-	var wg sync.WaitGroup
+	// Update suites are small: read them whole first, so that their base
+	// suites can keep the stanzas of every name a helper could have.
+	r.scanSuites(ctx, scans, func(sc *suiteScan) bool { return sc.everything })
 	for suite, sc := range scans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			path, err := r.fetchIndex(ctx, suite)
-			if err == nil {
-				sc.found, err = scanPackages(ctx, path, sc.wants, suite, r.archive(suite))
-				if err != nil {
-					err = fmt.Errorf("suite %s: read index: %w", suite, err)
-				}
-			}
-			sc.err = err
-		}()
+		if !sc.everything || sc.err != nil {
+			continue
+		}
+		base := scan(BaseSuite(suite))
+		for name := range sc.found {
+			base.names[name] = true
+		}
 	}
-	wg.Wait()
+	r.scanSuites(ctx, scans, func(sc *suiteScan) bool { return !sc.everything })
 	out := make([]Answer, len(qs))
 	for i, q := range qs {
 		suites := r.suitesOf(q)
@@ -220,16 +238,41 @@ func (r *Resolver) ResolveAll(ctx context.Context, qs []Query) []Answer {
 	return out
 }
 
+// scanSuites fetches and reads, in parallel, the index of every suite of
+// scans that pick accepts.
+func (r *Resolver) scanSuites(ctx context.Context, scans map[string]*suiteScan, pick func(*suiteScan) bool) {
+	var wg sync.WaitGroup
+	for suite, sc := range scans {
+		if !pick(sc) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path, err := r.fetchIndex(ctx, suite)
+			if err == nil {
+				sc.found, err = scanPackages(ctx, path, sc.wants, suite, r.archive(suite))
+				if err != nil {
+					err = fmt.Errorf("suite %s: read index: %w", suite, err)
+				}
+			}
+			sc.err = err
+		}()
+	}
+	wg.Wait()
+}
+
 // suiteScan is what ResolveAll reads from one suite's index.
 type suiteScan struct {
-	names  map[string]bool          // packages asked for by name
-	follow []func(name string) bool // dependencies some query may follow
-	found  map[string][]Package     // every version of the packages kept
-	err    error
+	names      map[string]bool          // packages asked for by name
+	follow     []func(name string) bool // dependencies some query may follow
+	everything bool                     // keep every stanza (an update suite whose helpers may be needed)
+	found      map[string][]Package     // every version of the packages kept
+	err        error
 }
 
 func (sc *suiteScan) wants(name string) bool {
-	if sc.names[name] {
+	if sc.everything || sc.names[name] {
 		return true
 	}
 	for _, f := range sc.follow {
@@ -250,70 +293,124 @@ func depSuites(suite string) []string {
 }
 
 // expand resolves the dependencies of root that q.Follow accepts,
-// recursively; each package name is taken once, which also ends cycles.
+// recursively, and the helpers only root's update suite can satisfy (see
+// Query.Follow); each package name is taken once, which also ends cycles.
 func expand(q Query, root Package, scans map[string]*suiteScan) ([]Package, error) {
-	suites := depSuites(root.Suite)
-	seen := map[string]bool{root.Name: true}
-	var out []Package
-	var walk func(p Package) error
-	walk = func(p Package) error {
-		clauses, err := parseDepends(p.Depends)
+	x := &expansion{q: q, scans: scans, suites: depSuites(root.Suite), seen: map[string]bool{root.Name: true}}
+	err := x.walk(root)
+	return x.out, err
+}
+
+// expansion is the state of one expand.
+type expansion struct {
+	q      Query
+	scans  map[string]*suiteScan
+	suites []string // where dependencies are looked up: the root's suite, then its base suite
+	seen   map[string]bool
+	out    []Package
+}
+
+// walk takes the dependencies of p, clause by clause.
+func (x *expansion) walk(p Package) error {
+	clauses, err := parseDepends(p.Depends)
+	if err != nil {
+		return fmt.Errorf("%s: dependencies of %s %s: %w", x.q, p.Name, p.Version, err)
+	}
+	for _, alts := range clauses {
+		var own []dep
+		for _, d := range alts {
+			if x.q.Follow(d.Name) {
+				own = append(own, d)
+			}
+		}
+		if len(own) == 0 {
+			err = x.helper(alts)
+		} else {
+			err = x.follow(p, own)
+		}
 		if err != nil {
-			return fmt.Errorf("%s: dependencies of %s %s: %w", q, p.Name, p.Version, err)
+			return err
 		}
-	clause:
-		for _, alts := range clauses {
-			var want []dep
-			for _, d := range alts {
-				if q.Follow(d.Name) {
-					want = append(want, d)
-				}
-			}
-			if len(want) == 0 {
-				continue
-			}
-			for _, d := range want {
-				if seen[d.Name] {
-					continue clause
-				}
-			}
-			for _, d := range want {
-				for _, s := range suites {
-					sc := scans[s]
-					if sc == nil || sc.err != nil {
-						continue
-					}
-					var best Package
-					for _, c := range sc.found[d.Name] {
-						if d.satisfies(c.Version) && (best.Name == "" || CompareVersions(c.Version, best.Version) > 0) {
-							best = c
-						}
-					}
-					if best.Name != "" {
-						seen[best.Name] = true
-						out = append(out, best)
-						if err := walk(best); err != nil {
-							return err
-						}
-						continue clause
-					}
-				}
-			}
-			var names []string
-			for _, d := range want {
-				names = append(names, d.String())
-			}
-			why := ""
-			for _, s := range suites {
-				if sc := scans[s]; sc != nil && sc.err != nil {
-					why = fmt.Sprintf(" (%v)", sc.err)
-				}
-			}
-			return fmt.Errorf("%s: %s %s depends on %s, which is not in suite %s%s", q, p.Name, p.Version, strings.Join(names, " | "), strings.Join(suites, " or "), why)
+	}
+	return nil
+}
+
+// follow takes the first of alternatives that an index has in a version
+// that satisfies it; none is an error that names the clause.
+func (x *expansion) follow(p Package, alts []dep) error {
+	for _, d := range alts {
+		if x.seen[d.Name] {
+			return nil
 		}
+	}
+	for _, d := range alts {
+		for _, s := range x.suites {
+			if best, ok := x.newest(s, d); ok {
+				return x.take(best)
+			}
+		}
+	}
+	var names []string
+	for _, d := range alts {
+		names = append(names, d.String())
+	}
+	why := ""
+	for _, s := range x.suites {
+		if sc := x.scans[s]; sc != nil && sc.err != nil {
+			why = fmt.Sprintf(" (%v)", sc.err)
+		}
+	}
+	return fmt.Errorf("%s: %s %s depends on %s, which is not in suite %s%s", x.q, p.Name, p.Version, strings.Join(names, " | "), strings.Join(x.suites, " or "), why)
+}
+
+// helper takes, for a package of an update suite, the first alternative of
+// a helper clause that only the update suite satisfies. Nothing is taken
+// when the root comes from a base suite, when the base suite satisfies
+// one of the alternatives (or its index could not be read: then nothing
+// is known), or when the update suite has none of them either (a virtual
+// package, say): the installing system answers for those.
+func (x *expansion) helper(alts []dep) error {
+	if len(x.suites) < 2 {
 		return nil
 	}
-	return out, walk(root)
+	update, base := x.suites[0], x.suites[1]
+	if sc := x.scans[base]; sc == nil || sc.err != nil {
+		return nil
+	}
+	for _, d := range alts {
+		if _, ok := x.newest(base, d); ok || x.seen[d.Name] {
+			return nil
+		}
+	}
+	for _, d := range alts {
+		if best, ok := x.newest(update, d); ok {
+			return x.take(best)
+		}
+	}
+	return nil
+}
+
+// newest returns the newest version of d's package in suite that satisfies
+// d's constraint.
+func (x *expansion) newest(suite string, d dep) (Package, bool) {
+	sc := x.scans[suite]
+	if sc == nil || sc.err != nil {
+		return Package{}, false
+	}
+	var best Package
+	for _, c := range sc.found[d.Name] {
+		if d.satisfies(c.Version) && (best.Name == "" || CompareVersions(c.Version, best.Version) > 0) {
+			best = c
+		}
+	}
+	return best, best.Name != ""
+}
+
+// take adds p to the expansion and walks its own dependencies.
+func (x *expansion) take(p Package) error {
+	x.seen[p.Name] = true
+	x.out = append(x.out, p)
+	return x.walk(p)
 }
 
 // fetchIndex makes sure the verified Packages.xz of suite is in the state
@@ -335,6 +432,9 @@ func (r *Resolver) fetchIndex(ctx context.Context, suite string) (string, error)
 		r.note("suite %s: %v; using the index verified earlier", suite, err)
 		release = old
 	} else if err := writeAtomic(cached, release); err != nil {
+		return "", err
+	}
+	if err := r.checkValidUntil(suite, release); err != nil {
 		return "", err
 	}
 	comp := "main/binary-" + r.arch() + "/Packages.xz"
@@ -409,6 +509,44 @@ func (r *Resolver) verify(body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("bad or unknown signature (keyring %s): %w", keyring, err)
 	}
 	return block.Plaintext, nil
+}
+
+// checkValidUntil refuses an InRelease whose Valid-Until has passed,
+// unless AllowExpired. Suites without the field (Debian's stable releases)
+// never expire.
+func (r *Resolver) checkValidUntil(suite string, release []byte) error {
+	v := releaseField(release, "Valid-Until")
+	if v == "" {
+		return nil
+	}
+	until, err := time.Parse(time.RFC1123, v)
+	if err != nil {
+		return fmt.Errorf("suite %s: InRelease has an unreadable Valid-Until %q", suite, v)
+	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	if !now().After(until) {
+		return nil
+	}
+	if r.AllowExpired {
+		r.note("suite %s: InRelease expired on %s (Valid-Until); accepted (VM_APT_ALLOW_EXPIRED=1)", suite, v)
+		return nil
+	}
+	return fmt.Errorf("suite %s: InRelease expired on %s (Valid-Until): the mirror is stale or serves an old index; VM_APT_ALLOW_EXPIRED=1 accepts it (for snapshot mirrors)", suite, v)
+}
+
+// releaseField returns a single-line field of a Release text's header.
+func releaseField(release []byte, name string) string {
+	sc := bufio.NewScanner(bytes.NewReader(release))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && k == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // releaseChecksum finds path's SHA256 and size in a Release text.
@@ -494,23 +632,4 @@ func scanPackages(ctx context.Context, file string, want func(name string) bool,
 	return out, sc.Err()
 }
 
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
-}
+func writeAtomic(path string, data []byte) error { return fsx.WriteFile(path, data, 0o644) }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/apt/apttest"
 )
@@ -171,5 +172,36 @@ func TestReleaseChecksum(t *testing.T) {
 	}
 	if _, _, err := releaseChecksum(rel, "main/binary-i386/Packages.xz"); err == nil {
 		t.Error("missing entry accepted")
+	}
+}
+
+// An InRelease past its Valid-Until is refused (a stale mirror, or an old
+// index replayed), unless expired indexes are accepted on purpose; suites
+// without the field never expire.
+func TestValidUntil(t *testing.T) {
+	a := apttest.New(t)
+	a.Add(t, "trixie-backports", "linux-kbuild-7.3.4+deb13", "7.3.4-1~bpo13+1", write(t, "k"))
+	a.Add(t, "bookworm", "linux-kbuild-6.1", "6.1.176-1", write(t, "k"))
+	until := time.Date(2026, 12, 8, 2, 13, 34, 0, time.UTC)
+	a.ValidUntil = map[string]time.Time{"trixie-backports": until}
+	a.Publish(t)
+	q := []Query{{Suite: "trixie-backports", Package: "linux-kbuild-7.3.4+deb13"}, {Suite: "bookworm", Package: "linux-kbuild-6.1"}}
+	at := func(now time.Time, allow bool) (*Resolver, []Answer) {
+		r := &Resolver{Mirror: a.Mirror, StateDir: t.TempDir(), Keyring: a.Keyring, AllowExpired: allow, Now: func() time.Time { return now }}
+		return r, r.ResolveAll(context.Background(), q)
+	}
+	if _, ans := at(until.Add(-time.Hour), false); ans[0].Err != nil || ans[1].Err != nil {
+		t.Fatalf("valid index refused: %v, %v", ans[0].Err, ans[1].Err)
+	}
+	_, ans := at(until.Add(time.Hour), false)
+	if ans[0].Err == nil || !strings.Contains(ans[0].Err.Error(), "expired on Tue, 08 Dec 2026 02:13:34 UTC") || !strings.Contains(ans[0].Err.Error(), "VM_APT_ALLOW_EXPIRED=1") {
+		t.Errorf("expired index: %v", ans[0].Err)
+	}
+	if ans[1].Err != nil {
+		t.Errorf("a suite without Valid-Until expired: %v", ans[1].Err)
+	}
+	r, ans := at(until.Add(time.Hour), true)
+	if ans[0].Err != nil || !strings.Contains(strings.Join(r.Notes(), "\n"), "accepted (VM_APT_ALLOW_EXPIRED=1)") {
+		t.Errorf("expired index accepted on purpose: %v, notes %v", ans[0].Err, r.Notes())
 	}
 }

@@ -6,9 +6,9 @@ import (
 )
 
 // KernelPackage reports whether name belongs to one of Debian's kernel
-// package families: linux-image-*, linux-headers-*, linux-kbuild-*,
-// linux-binary-* or linux-modules-*. Helpers such as kmod,
-// initramfs-tools, linux-base or linux-compiler-* are not kernel packages.
+// package families: the header families (HeaderPackage) or the boot
+// families (BootPackage). Helpers shared by every kernel, such as kmod,
+// initramfs-tools, linux-base or linux-compiler-*, are not kernel packages.
 func KernelPackage(name string) bool { return HeaderPackage(name) || BootPackage(name) }
 
 // HeaderPackage reports whether name is a kernel headers package
@@ -17,11 +17,18 @@ func HeaderPackage(name string) bool {
 	return strings.HasPrefix(name, "linux-headers-") || strings.HasPrefix(name, "linux-kbuild-")
 }
 
-// BootPackage reports whether name is a package that carries (or, for a
-// meta package, selects) a kernel image or its modules: linux-image-*,
-// linux-binary-* or linux-modules-*.
+// BootPackage reports whether name is one of a kernel's own boot packages,
+// those that carry (or, for a meta package, select) what a system needs to
+// boot it: linux-image-*, linux-binary-*, linux-modules-* and
+// linux-base-*. The last family is the 7.x packaging's per-kernel base
+// files (linux-base-<abi>, which the image, binary and modules packages
+// depend on with an exact version) and its flavour meta package
+// (linux-base-cloud-amd64). The kernel's own packages are these families,
+// not "every package whose name carries the ABI": meta packages name no
+// ABI, yet installing one needs its siblings. Debian's helper package
+// linux-base itself (no suffix) is shared by all kernels and is not one.
 func BootPackage(name string) bool {
-	for _, p := range []string{"linux-image-", "linux-binary-", "linux-modules-"} {
+	for _, p := range []string{"linux-image-", "linux-binary-", "linux-modules-", "linux-base-"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

@@ -52,6 +52,7 @@ func TestResolveDependencies(t *testing.T) {
 	add("trixie-backports", "linux-modules-7.3.4+deb13-cloud-amd64", v7, "kmod, linux-base-7.3.4+deb13-cloud-amd64 (= "+v7+")")
 	add("trixie-backports", "linux-modules-cloud-amd64", v7, "linux-base-cloud-amd64 (= "+v7+"), linux-modules-7.3.4+deb13-cloud-amd64 (= "+v7+")")
 	add("trixie-backports", "linux-base-cloud-amd64", v7, "")
+	add("trixie-backports", "linux-base-7.3.4+deb13-cloud-amd64", v7, "")
 	add("trixie-backports", "linux-headers-7.3.4+deb13-cloud-amd64", v7, "gcc-14-for-host, linux-kbuild-7.3.4+deb13")
 	a.Publish(t)
 
@@ -75,7 +76,8 @@ func TestResolveDependencies(t *testing.T) {
 		nil, // no Follow: the package alone
 		{"linux-headers-6.12.9+deb13-common=6.12.9-1@trixie", "linux-image-6.12.9+deb13-cloud-amd64=6.12.9-1@trixie", "linux-kbuild-6.12.9+deb13=6.12.9-1@trixie"},
 		{"linux-headers-6.12.9+deb13-common=6.12.9-1@trixie", "linux-kbuild-6.12.9+deb13=6.12.9-1@trixie"},
-		{"linux-image-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports", "linux-binary-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports", "linux-modules-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports", "linux-modules-cloud-amd64=" + v7 + "@trixie-backports"},
+		{"linux-base-cloud-amd64=" + v7 + "@trixie-backports", "linux-image-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports", "linux-base-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports",
+			"linux-binary-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports", "linux-modules-7.3.4+deb13-cloud-amd64=" + v7 + "@trixie-backports", "linux-modules-cloud-amd64=" + v7 + "@trixie-backports"},
 		{"linux-kbuild-7.3.4+deb13=" + v7 + "@trixie"},
 		{"linux-image-cycle-b=1@bookworm"},
 	}
@@ -139,7 +141,8 @@ func TestParseDepends(t *testing.T) {
 	for name, want := range map[string]bool{
 		"linux-image-cloud-amd64": true, "linux-headers-6.1.0-50-common": true, "linux-kbuild-6.1": true,
 		"linux-binary-7.3.4+deb13-cloud-amd64": true, "linux-modules-cloud-amd64": true,
-		"kmod": false, "initramfs-tools": false, "linux-base": false, "linux-base-cloud-amd64": false,
+		"linux-base-7.3.4+deb13-cloud-amd64": true, "linux-base-cloud-amd64": true,
+		"kmod": false, "initramfs-tools": false, "linux-base": false, "linux-baseline": false,
 		"linux-compiler-gcc-12-x86": false, "gcc-14": false,
 	} {
 		if KernelPackage(name) != want {

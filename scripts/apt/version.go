@@ -6,7 +6,12 @@ import (
 )
 
 // CompareVersions orders two Debian package versions
-// ([epoch:]upstream[-revision]) as dpkg does: <0, 0 or >0.
+// ([epoch:]upstream[-revision]) as dpkg does: <0, 0 or >0. It is written
+// out rather than taken from a version library because Debian's rules are
+// not semantic versioning: an epoch outranks everything after it, "~"
+// sorts before anything (even the end of the string: 7.3.4-1~bpo13+1 <
+// 7.3.4-1), letters sort before other characters, and digit runs compare
+// as numbers within otherwise textual parts.
 func CompareVersions(a, b string) int {
 	ea, ua, ra := splitVersion(a)
 	eb, ub, rb := splitVersion(b)

@@ -49,7 +49,7 @@ func rpmHeaderBytes(tags map[int32]string) []byte {
 
 // writeRPM writes a minimal rpm (lead, signature, header, cpio payload)
 // whose layout follows the rpm file format.
-func writeRPM(t *testing.T, dir, name, comp string, entries []entry) string {
+func writeRPM(t testing.TB, dir, name, comp string, entries []entry) string {
 	t.Helper()
 	var payload bytes.Buffer
 	cw := cpio.NewWriter(&payload)

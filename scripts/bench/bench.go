@@ -23,10 +23,13 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/compile"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 	"github.com/falcosecurity/libs/test/vm/scripts/vm"
+	"github.com/falcosecurity/libs/test/vm/scripts/vm/qemuvm"
 )
 
 // DefaultGrid is the bench's kernel grid when VM_KERNELS is not set,
@@ -202,11 +205,11 @@ func (b *bench) stageDir(name string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	m, err := os.ReadFile(filepath.Join(b.dir, "kernels", kernel.ManifestFile))
+	m, err := os.ReadFile(filepath.Join(b.dir, "kernels", layout.Manifest))
 	if err != nil {
 		return "", err
 	}
-	return dir, results.WriteFileAtomic(filepath.Join(dir, kernel.ManifestFile), m)
+	return dir, fsx.WriteFile(filepath.Join(dir, layout.Manifest), m, 0o644)
 }
 
 func (b *bench) compileIn(ctx context.Context, dir string, jobs int) (float64, error) {
@@ -287,7 +290,7 @@ func (b *bench) bootFloor(ctx context.Context) {
 			dir := filepath.Join(b.dir, "boot", fmt.Sprintf("%s-%d", k.UnameR, i))
 			var secs float64
 			var acc string
-			secs, acc, err = vm.BareBoot(ctx, &kc, b.out, k.Vmlinuz, dir)
+			secs, acc, err = qemuvm.BareBoot(ctx, &kc, b.out, k.Vmlinuz, dir)
 			os.RemoveAll(dir)
 			if err != nil {
 				break
@@ -343,7 +346,7 @@ func (b *bench) loop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		rf, lerr := results.Load(lc.Path("results.json"))
+		rf, lerr := results.Load(lc.Path(layout.Results))
 		if lerr != nil {
 			err = errors.Join(err, lerr)
 			rf = &results.File{}
@@ -407,26 +410,26 @@ func testedCells(cells []results.Cell) []results.Cell {
 
 // VMCosts groups tested cells into the VMs that ran them (one per kmod
 // cell; one per kernel for its eBPF cells) and returns, per kernel, each
-// VM's wall time minus the time scap-open captured in it. VMs in which no
-// cell reached scap-open are left out.
+// VM's wall time minus the time scap-open ran in it (opening its driver
+// and capturing). VMs in which no cell reached scap-open are left out.
 func VMCosts(cells []results.Cell) map[string][]float64 {
 	type vmKey struct{ kernel, name string }
 	wall := map[vmKey]float64{}
 	capture := map[vmKey]float64{}
 	var order []vmKey
 	for _, c := range cells {
-		if c.Test == nil || c.Test.Capture <= 0 {
+		if c.Test == nil || c.Test.Load+c.Test.Capture <= 0 {
 			continue
 		}
 		k := vmKey{c.Kernel, "ebpf"}
-		if c.Driver == "kmod" {
+		if c.Driver == layout.Kmod {
 			k.name = c.Compiler + "-kmod"
 		}
 		if _, seen := wall[k]; !seen {
 			order = append(order, k)
 		}
 		wall[k] = max(wall[k], c.Test.Seconds)
-		capture[k] += c.Test.Capture
+		capture[k] += c.Test.Load + c.Test.Capture
 	}
 	out := map[string][]float64{}
 	for _, k := range order {

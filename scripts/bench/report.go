@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 )
 
 // ReportFile is the bench report, relative to the build directory.
@@ -203,7 +203,7 @@ func (r *Report) Write(path string) error {
 	if err != nil {
 		return fmt.Errorf("bench report %s: %w", path, err)
 	}
-	return results.WriteFileAtomic(path, append(b, '\n'))
+	return fsx.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // Table renders the figures as a plain-text table, one figure a line,

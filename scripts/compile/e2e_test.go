@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/internal/e2etest"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -209,12 +210,17 @@ func copyTree(t *testing.T, src, dst string) {
 // (plus one kernel whose headers failed) and a private copy of the
 // stand-in tree, so the test can touch its files.
 func compileConfig(t *testing.T, jobs int) *config.Config {
+	return compileConfigFor(t, jobs, "gcc-12,gcc-14,clang-14,clang-19")
+}
+
+// compileConfigFor is compileConfig with the compiler axis VM_COMPILERS.
+func compileConfigFor(t *testing.T, jobs int, compilers string) *config.Config {
 	root := repoRoot(t)
 	libs := t.TempDir()
 	copyTree(t, filepath.Join(root, config.StandInDir), libs)
 	build := t.TempDir()
 	cfg := e2eSetup(t, map[string]string{
-		"VM_COMPILERS": "gcc-12,gcc-14,clang-14,clang-19",
+		"VM_COMPILERS": compilers,
 		"VM_JOBS":      fmt.Sprint(jobs),
 	})
 	m, err := kernel.LoadManifest(cfg.BuildDir)
@@ -223,7 +229,7 @@ func compileConfig(t *testing.T, jobs int) *config.Config {
 	}
 	m.Kernels = append(m.Kernels, kernel.Entry{Name: "broken", UnameR: "5.10.0-99-cloud-amd64", Error: "extract headers: unexpected EOF"})
 	b, _ := json.Marshal(m)
-	if err := os.WriteFile(filepath.Join(build, kernel.ManifestFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(build, layout.Manifest), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg.BuildDir, cfg.LibsDir, cfg.StandIn = build, libs, true
@@ -232,7 +238,7 @@ func compileConfig(t *testing.T, jobs int) *config.Config {
 
 func cellMap(t *testing.T, cfg *config.Config) map[string]results.Compile {
 	t.Helper()
-	f, err := results.Load(cfg.Path(ResultsFile))
+	f, err := results.Load(cfg.Path(layout.Results))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +309,25 @@ func TestE2ECompile(t *testing.T) {
 		if _, err := os.Stat(cfg.Path(p)); err != nil {
 			t.Errorf("%v", err)
 		}
+	}
+	// drivers_test, once per clang of a modern_bpf build, with the
+	// programs its tests run beside its libraries.
+	rf, err := results.Load(cfg.Path(layout.Results))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clang := range []string{"clang-14", "clang-19"} {
+		b := rf.FindBuild(layout.DriversTest, clang)
+		if b == nil || b.Status != results.CompileOK {
+			t.Errorf("%s drivers_test: %+v", clang, b)
+			continue
+		}
+		for _, p := range []string{"", ".root/usr/bin/true", ".root/bin/true", ".root/lib64/ld-linux-x86-64.so.2", ".key"} {
+			if _, err := os.Stat(cfg.Path(layout.DriversTestBin(clang) + p)); err != nil {
+				t.Errorf("%s drivers_test: %v", clang, err)
+			}
+		}
+		t.Logf("%s drivers_test built in %.1fs", clang, b.Seconds)
 	}
 	noPartialArtifacts(t, cfg)
 

@@ -9,11 +9,18 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/container"
 	"github.com/falcosecurity/libs/test/vm/scripts/elfdeps"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 	"github.com/falcosecurity/libs/test/vm/scripts/srctar"
 )
@@ -30,7 +37,11 @@ type runner struct {
 // outcome is what one job found.
 type outcome struct {
 	compile results.Compile
-	infra   error // the job could not run (not a compile answer)
+	// scapOpen is set when scap-open did not build: why (the first error of
+	// its log). For a modern_bpf job whose probe built first, compile is ok:
+	// the driver compiled, its cells cannot be tested.
+	scapOpen string
+	infra    error // the job could not run (not a compile answer)
 }
 
 // run builds j in a fresh container and returns its compile record. The
@@ -47,13 +58,27 @@ func (r *runner) run(ctx context.Context, j Job) outcome {
 		return outcome{infra: err}
 	}
 	defer logf.Close()
-	script := Recipe(j)
+	script := j.Recipe.Script
 	fmt.Fprintf(logf, "# %s in %s (%s)\n", j.Name(), j.Image.Tag(), j.Image.ID)
+	if j.Kernel != nil && j.Kernel.Facts != nil {
+		fmt.Fprintf(logf, "# kernel %s\n", j.Kernel.Facts.Summary())
+	}
+	switch {
+	case j.ForKernel == j.Compiler:
+		fmt.Fprintf(logf, "# VM_COMPILERS=kernel: %s is the kernel's own compiler\n", j.Compiler)
+	case j.ForKernel != "":
+		fmt.Fprintf(logf, "# VM_COMPILERS=kernel: %s\n", StandInNote(j.Compiler, j.ForKernel))
+	}
 	var mounts []container.Mount
 	if j.Kernel != nil {
 		for _, m := range j.Kernel.Mounts {
 			mounts = append(mounts, container.Mount{Host: filepath.Join(j.Kernel.Sysroot, m), Container: m, ReadOnly: true})
-			fmt.Fprintf(logf, "# mount %s at %s (read-only)\n", filepath.Join(j.Kernel.Sysroot, m), m)
+			if r.engine.Remote() {
+				// Run copies it in, and notes the copy under the script.
+				fmt.Fprintf(logf, "# copy %s to %s (a remote engine cannot bind-mount it)\n", filepath.Join(j.Kernel.Sysroot, m), m)
+			} else {
+				fmt.Fprintf(logf, "# mount %s at %s (read-only)\n", filepath.Join(j.Kernel.Sysroot, m), m)
+			}
 		}
 	}
 	fmt.Fprintf(logf, "# script:\n%s# output:\n", indent(script))
@@ -76,9 +101,31 @@ func (r *runner) run(ctx context.Context, j Job) outcome {
 		},
 	})
 	rec.Seconds = time.Since(start).Seconds()
+	logf.Sync()
+	steps, last := readSteps(logPath)
+	rec.Steps = steps
+	if len(steps) > 0 {
+		var parts []string
+		for _, s := range steps {
+			parts = append(parts, fmt.Sprintf("%s %.1fs", s.Name, s.Seconds))
+		}
+		fmt.Fprintf(logf, "# steps: %s\n", strings.Join(parts, ", "))
+	}
+	if ctx.Err() == nil && (err != nil || exit != 0) {
+		// A container the engine killed on its way down, or a copy it cut
+		// short, says nothing about the cell.
+		if derr := r.engineGone(ctx, err, exit); derr != nil {
+			fmt.Fprintf(logf, "# infrastructure error: %v\n", derr)
+			return outcome{infra: derr}
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
 		return outcome{infra: ctx.Err()}
+	case errors.As(err, new(*copyError)) && (cerrdefs.IsInternal(err) || cerrdefs.IsUnavailable(err)):
+		// The daemon failed, not the build.
+		fmt.Fprintf(logf, "# infrastructure error: %v\n", err)
+		return outcome{infra: err}
 	case errors.As(err, new(*copyError)):
 		fmt.Fprintf(logf, "# %v\n", err)
 		rec.Status, rec.Reason = results.CompileFail, err.Error()
@@ -92,13 +139,140 @@ func (r *runner) run(ctx context.Context, j Job) outcome {
 		fmt.Fprintf(logf, "# infrastructure error: %v\n", err)
 		return outcome{infra: err}
 	case exit != 0:
-		fmt.Fprintf(logf, "# exit status %d\n", exit)
+		fmt.Fprintf(logf, "# exit status %d in step %s\n", exit, orNone(last))
 		logf.Sync()
-		rec.Status, rec.Reason = results.CompileFail, failureReason(logPath, exit)
+		reason := failureReason(logPath, exit)
+		skip := readSkip(logPath)
+		if skip != "" {
+			reason = skip
+		}
+		rec.Status, rec.Reason = results.CompileFail, reason
+		switch {
+		case j.Driver == layout.ScapOpen:
+			return outcome{compile: rec, scapOpen: reason}
+		case skip != "":
+			rec.Status = results.CompileSkip
+			return outcome{compile: rec}
+		case j.Recipe.userspace(last) && driverBuilt(j.Recipe, steps):
+			fmt.Fprintf(logf, "# the driver built; scap-open did not\n")
+			rec.Status, rec.Reason = results.CompileOK, ""
+			return outcome{compile: rec, scapOpen: reason}
+		}
 		return outcome{compile: rec}
 	}
 	rec.Status, rec.Artifact = results.CompileOK, j.Artifact
 	return outcome{compile: rec}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// readSteps reads the step markers a recipe printed into its log and
+// returns the steps that ran, each with its wall time (up to the next
+// marker; the script's exit marks the end of the last), and the name of the
+// last step started ("done" when the script finished).
+func readSteps(logPath string) ([]results.Step, string) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil, ""
+	}
+	defer f.Close()
+	type mark struct {
+		name string
+		at   float64
+	}
+	var marks []mark
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), stepMarker)
+		if !ok {
+			continue
+		}
+		var m mark
+		if _, err := fmt.Sscanf(rest, "%s %f", &m.name, &m.at); err == nil {
+			marks = append(marks, m)
+		}
+	}
+	var steps []results.Step
+	last := ""
+	for i, m := range marks {
+		if m.name == stepExit || m.name == stepDone {
+			if m.name == stepDone {
+				last = stepDone
+			}
+			continue
+		}
+		last = m.name
+		st := results.Step{Name: m.name}
+		if i+1 < len(marks) {
+			st.Seconds = roundTenth(marks[i+1].at - m.at)
+		}
+		steps = append(steps, st)
+	}
+	return steps, last
+}
+
+// readSkip returns the reason a script gave for not building in this image
+// (see skipMarker), or "".
+func readSkip(logPath string) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if why, ok := strings.CutPrefix(sc.Text(), skipMarker); ok {
+			return strings.TrimSpace(why)
+		}
+	}
+	return ""
+}
+
+func roundTenth(s float64) float64 { return float64(int64(s*10+0.5)) / 10 }
+
+// driverBuilt reports whether steps include a finished make goal of the
+// driver itself (not configure, not scap-open): then a failure later, in
+// scap-open, is not the driver's.
+func driverBuilt(r Recipe, steps []results.Step) bool {
+	for i, s := range steps {
+		if i == len(steps)-1 {
+			break // the step that failed
+		}
+		if s.Name != "configure" && !r.userspace(s.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// stopGrace is how long a build that ended oddly (an engine error, a
+// container killed by a signal) waits to see whether its engine is going
+// down: a stopping dockerd answers requests for a while, failing them, as
+// it takes its containers down.
+const stopGrace = 20 * time.Second
+
+// engineGone returns an error wrapping container.ErrEngineDown when the
+// engine no longer answers after a build ended with err or exit. A build
+// that ended oddly gets stopGrace for the engine to finish going down.
+func (r *runner) engineGone(ctx context.Context, err error, exit int) error {
+	derr := r.engine.Alive(ctx)
+	odd := err != nil || exit == 128+9 || exit == 128+15
+	for deadline := time.Now().Add(stopGrace); derr == nil && odd && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		derr = r.engine.Alive(ctx)
+	}
+	return derr
 }
 
 // copyError is an artifact that could not be copied out of a container
@@ -116,19 +290,59 @@ func indent(s string) string {
 	return b.String()
 }
 
-// failureReason is the first compiler or make error of a log, the line a
-// kernel developer looks for, or the exit status when there is none.
+// downloadSigns are lines a build prints when it tries to fetch something.
+// Offline, such an attempt fails, and the failure is the recipe's, not the
+// tree's or the compiler's: the reason says so first.
+var downloadSigns = []string{"Performing download step", "-- Downloading", "Cloning into", "Could not resolve host", "Temporary failure in name resolution"}
+
+// diagnosticRe finds a compiler's error: with a source location
+// (file.c:12:3: error: ...) or from the driver (gcc-12: error: ...).
+var diagnosticRe = regexp.MustCompile(`(^|\s)(\S+:\d+(:\d+)?: (fatal )?error: |(gcc|g\+\+|cc|c\+\+|clang|clang\+\+|ld|ld\.bfd|collect2|llc)(-[0-9.]+)?: (fatal )?error: )`)
+
+// diagnostic returns the compiler error in line, from where it starts to
+// where make's next message begins (kbuild output that a build prints
+// joined on one line), or "".
+func diagnostic(line string) string {
+	loc := diagnosticRe.FindStringSubmatchIndex(line)
+	if loc == nil {
+		return ""
+	}
+	d := line[loc[4]:]
+	if i := strings.Index(d, " make["); i > 0 {
+		d = d[:i]
+	}
+	if i := strings.Index(d, " make: "); i > 0 {
+		d = d[:i]
+	}
+	return strings.TrimSpace(d)
+}
+
+// failureReason is the first compiler error of a log, the line a kernel
+// developer looks for, else the first other error, CMake error or make
+// error, or the exit status when there is none. A download attempt comes
+// first: offline, it is the cause of what follows. libs' feature probes
+// ([configure-kmod] ...) fail on purpose and are not reasons.
 func failureReason(logPath string, exit int) string {
 	f, err := os.Open(logPath)
 	if err != nil {
 		return fmt.Sprintf("exit status %d", exit)
 	}
 	defer f.Close()
-	var first, cmakeErr, makeErr string
+	var diag, first, cmakeErr, makeErr, download string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		l := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(l, "[configure-") {
+			// libs' feature probes: their errors are expected answers.
+			continue
+		}
+		if download == "" && !strings.HasPrefix(l, "#") && slices.ContainsFunc(downloadSigns, func(s string) bool { return strings.Contains(l, s) }) {
+			download = "tried to download (offline build): " + l
+		}
+		if diag == "" {
+			diag = diagnostic(l)
+		}
 		switch {
 		case first == "" && (strings.Contains(l, "error:") || strings.Contains(l, "Error:")) && !strings.HasPrefix(l, "#"):
 			first = l
@@ -138,7 +352,13 @@ func failureReason(logPath string, exit int) string {
 			makeErr = l
 		}
 	}
-	reason := first
+	reason := download
+	if reason == "" {
+		reason = diag
+	}
+	if reason == "" {
+		reason = first
+	}
 	if reason == "" {
 		reason = cmakeErr
 	}
@@ -160,10 +380,12 @@ func failureReason(logPath string, exit int) string {
 func (r *runner) copyOut(ctx context.Context, c *container.Container, j Job) error {
 	src := outKmod
 	switch j.Driver {
-	case DriverBPF:
+	case layout.BPF:
 		src = outProbe
-	case DriverModernBPF, DriverScapOpen:
+	case layout.ModernBPF, layout.ScapOpen:
 		src = outScapOpen
+	case layout.DriversTest:
+		src = outDrivers
 	}
 	dst := filepath.Join(r.buildDir, j.Artifact)
 	tmp, err := os.CreateTemp(r.tmpDir, filepath.Base(dst)+".*")
@@ -181,23 +403,50 @@ func (r *runner) copyOut(ctx context.Context, c *container.Container, j Job) err
 	if err := os.Chmod(tmp.Name(), mode.Perm()); err != nil {
 		return err
 	}
-	if j.Driver == DriverModernBPF || j.Driver == DriverScapOpen {
-		if err := r.copyClosure(ctx, c, path.Join(buildDir, scapOpen), dst+".root"); err != nil {
+	switch j.Driver {
+	case layout.ModernBPF, layout.ScapOpen:
+		if err := r.copyClosure(ctx, c, path.Join(buildDir, scapOpen), nil, dst+".root"); err != nil {
 			return fmt.Errorf("shared libraries of scap-open: %w", err)
+		}
+	case layout.DriversTest:
+		if err := r.copyClosure(ctx, c, path.Join(buildDir, driversTest), driversTestExecs, dst+".root"); err != nil {
+			return fmt.Errorf("shared libraries of drivers_test: %w", err)
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), dst)
+	return fsx.Rename(tmp.Name(), dst)
 }
 
-// copyClosure writes the loader and shared libraries binary needs, read
-// from the container, at their absolute paths under root (replaced whole).
-func (r *runner) copyClosure(ctx context.Context, c *container.Container, binary, root string) error {
+// driversTestExecs are the programs drivers_test's tests run (execve,
+// clone and exit tests), which its root must hold as a normal system does,
+// and the shell the guest agent starts it from.
+var driversTestExecs = []string{"/usr/bin/true", "/bin/true", "/usr/bin/echo", "/bin/echo", "/usr/bin/test", "/usr/bin/sleep", "/bin/sh"}
+
+// copyClosure writes the loader and shared libraries binary needs, and the
+// programs execs with theirs, read from the container, at their absolute
+// paths under root (replaced whole).
+func (r *runner) copyClosure(ctx context.Context, c *container.Container, binary string, execs []string, root string) error {
 	files, err := elfdeps.Closure(c.FS(ctx), binary)
 	if err != nil {
 		return err
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		seen[f.Path] = true
+	}
+	for _, e := range execs {
+		more, err := elfdeps.Closure(c.FS(ctx), e)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e, err)
+		}
+		for _, f := range more {
+			if !seen[f.Path] {
+				seen[f.Path] = true
+				files = append(files, f)
+			}
+		}
 	}
 	tmp, err := os.MkdirTemp(r.tmpDir, filepath.Base(root)+".")
 	if err != nil {
@@ -230,21 +479,14 @@ func (r *runner) copyClosure(ctx context.Context, c *container.Container, binary
 	if err := os.MkdirAll(filepath.Dir(root), 0o755); err != nil {
 		return err
 	}
-	// Swap directories: the old tree moves aside before the new one takes
-	// its place, so root is never a mix of both.
-	old := tmp + ".old"
-	if err := os.Rename(root, old); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	defer os.RemoveAll(old)
-	return os.Rename(tmp, root)
+	// The old tree moves aside before the new one takes its place, so root
+	// is never a mix of both.
+	return fsx.ReplaceDir(tmp, root)
 }
 
-// sourceArchive packs the libs tree into build/libs-src.tar.gz.
-func sourceArchive(libsDir, buildDir string) (srctar.Archive, error) {
-	excludes := append([]string{}, srctar.DefaultExcludes...)
-	if rel, err := filepath.Rel(libsDir, buildDir); err == nil && !strings.HasPrefix(rel, "..") {
-		excludes = append(excludes, filepath.ToSlash(rel))
-	}
-	return srctar.Make(libsDir, filepath.Join(buildDir, "libs-src.tar.gz"), excludes)
+// sourceArchive packs the libs tree into build/libs-src.tar.gz, without
+// this suite's own directory and the build directory.
+func sourceArchive(cfg *config.Config) (srctar.Archive, error) {
+	excludes := append(append([]string{}, srctar.DefaultExcludes...), cfg.NotLibs()...)
+	return srctar.Make(cfg.LibsDir, cfg.Path("libs-src.tar.gz"), excludes)
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,14 +11,9 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/container"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
-)
-
-// Drivers of cells, and the pseudo-driver of the shared scap-open build.
-const (
-	DriverKmod      = "kmod"
-	DriverBPF       = "bpf"
-	DriverModernBPF = "modern_bpf"
-	DriverScapOpen  = "scap-open"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
+	"github.com/falcosecurity/libs/test/vm/scripts/libstree"
+	"github.com/falcosecurity/libs/test/vm/scripts/results"
 )
 
 // Skip reasons that are the same for every cell they apply to.
@@ -42,17 +36,31 @@ type Job struct {
 	HostGCC  string        // the image's gcc-N that configures the tree
 	Kernel   *kernel.Entry // nil for modern_bpf and scap-open
 	Image    container.Image
+	Recipe   Recipe   // what the container runs
 	Key      string   // cache key: equal key, no rebuild
 	Cells    []CellID // the cells that record this job's outcome
 	Artifact string   // relative to the build dir
 	Log      string   // relative to the build dir
+	// ForKernel is set on a kmod job that VM_COMPILERS=kernel planned: the
+	// kernel's own compiler, which Compiler is or stands in for.
+	ForKernel string
+}
+
+// Own is the compiler of the job's kernel as its headers name it, or "".
+func (j Job) Own() string {
+	if j.Kernel == nil || j.Kernel.Facts == nil {
+		return ""
+	}
+	return j.Kernel.Facts.Compiler
 }
 
 // Name is the job's name in lines and the summary.
 func (j Job) Name() string {
 	switch {
-	case j.Driver == DriverScapOpen:
+	case j.Driver == layout.ScapOpen:
 		return "scap-open"
+	case j.Driver == layout.DriversTest:
+		return j.Compiler + "/drivers_test"
 	case j.Kernel == nil:
 		return j.Compiler + "/" + j.Driver
 	}
@@ -72,9 +80,57 @@ type Inputs struct {
 	Images     []container.Image
 	Compilers  []string
 	Drivers    []string
-	HasBPF     bool   // the source tree has driver/bpf
-	SourceHash string // sha256 of libs-src.tar.gz
-	ScapOpen   bool   // build the shared scap-open
+	Tree       *libstree.Tree // what the source tree declares: the recipes follow it
+	SourceHash string         // sha256 of libs-src.tar.gz
+	ScapOpen   bool           // build the shared scap-open
+	// Behaviour builds drivers_test (VM_BEHAVIOUR is not off) when the
+	// tree has it: once per clang of a modern_bpf build, or, for a grid
+	// with kmod cells and no such build, once with the newest image's
+	// newest clang.
+	Behaviour bool
+	// KernelChoices are, with VM_COMPILERS=kernel, the compiler of each
+	// kernel's own-compiler kmod cell, by the kernel's cell name (uname -r,
+	// or its grid name when it failed before that was known).
+	KernelChoices map[string]KernelChoice
+}
+
+// CellKernel is the name cells give a kernel: its uname -r, or, for a
+// kernel that failed before its release was known (e.g. its packages did
+// not download), its grid name: a cell without a kernel name would make
+// results.json unreadable.
+func CellKernel(k kernel.Entry) string {
+	if k.UnameR == "" {
+		return k.Name
+	}
+	return k.UnameR
+}
+
+// axisEntry is one compiler of a kernel's row and the drivers it builds
+// there; kernel is set on the entry of the kernel's own-compiler kmod.
+type axisEntry struct {
+	compiler string
+	drivers  []string
+	kernel   *KernelChoice
+}
+
+// kernelAxis is the compilers of one kernel's row: the grid's, and its own
+// compiler's kmod, merged into the grid's entry of the same compiler.
+func kernelAxis(compilers []string, choice *KernelChoice) []axisEntry {
+	var out []axisEntry
+	for _, c := range compilers {
+		out = append(out, axisEntry{compiler: c, drivers: driversOf(c)})
+	}
+	if choice == nil {
+		return out
+	}
+	col := choice.Column()
+	for i := range out {
+		if out[i].compiler == col && slices.Contains(out[i].drivers, layout.Kmod) {
+			out[i].kernel = choice
+			return out
+		}
+	}
+	return append(out, axisEntry{compiler: col, drivers: []string{layout.Kmod}, kernel: choice})
 }
 
 // Plan turns the grid into container jobs and skipped cells. It is pure:
@@ -83,9 +139,10 @@ func Plan(in Inputs) ([]Job, []Skip) {
 	var jobs []Job
 	var skips []Skip
 	has := func(d string) bool { return slices.Contains(in.Drivers, d) }
+	inLibs := func(d string) bool { ok, _ := Available(in.Tree, d); return ok }
 	modern := map[string]int{} // clang -> index in jobs
 	for _, c := range in.Compilers {
-		if !isClang(c) || !has(DriverModernBPF) || clangVersion(c) < 12 {
+		if !isClang(c) || !has(layout.ModernBPF) || clangVersion(c) < 12 || !inLibs(layout.ModernBPF) {
 			continue
 		}
 		img, reason := container.Select(in.Images, c, "")
@@ -93,12 +150,11 @@ func Plan(in Inputs) ([]Job, []Skip) {
 			continue // recorded per cell below
 		}
 		modern[c] = len(jobs)
-		jobs = append(jobs, Job{
-			Driver: DriverModernBPF, Compiler: c, HostGCC: hostGCC(img), Image: img,
-			Key:      key(in.SourceHash, "", img.ID, c, DriverModernBPF),
-			Artifact: path.Join("driver", c, DriverModernBPF, "scap-open"),
-			Log:      path.Join("logs", "compile", c, DriverModernBPF+".log"),
-		})
+		jobs = append(jobs, newJob(in, Job{
+			Driver: layout.ModernBPF, Compiler: c, HostGCC: hostGCC(img), Image: img,
+			Artifact: layout.Artifact(c, "", layout.ModernBPF),
+			Log:      layout.CompileLog(c, "", layout.ModernBPF),
+		}))
 	}
 	healthy := map[string]bool{}
 	for _, k := range in.Kernels {
@@ -120,30 +176,32 @@ func Plan(in Inputs) ([]Job, []Skip) {
 				noHeaders += ": " + k.Error
 			}
 		}
-		// A kernel that failed before its release was known (e.g. its
-		// packages did not download) is named by its grid name: a cell
-		// without a kernel name would make results.json unreadable.
-		kname := k.UnameR
-		if kname == "" {
-			kname = k.Name
+		kname := CellKernel(*k)
+		var choice *KernelChoice
+		if ch, ok := in.KernelChoices[kname]; ok && has(layout.Kmod) {
+			choice = &ch
 		}
-		for _, c := range in.Compilers {
-			for _, d := range driversOf(c) {
+		for _, e := range kernelAxis(in.Compilers, choice) {
+			c := e.compiler
+			for _, d := range e.drivers {
 				if !has(d) {
 					continue
 				}
 				id := CellID{kname, c, d}
+				own := e.kernel != nil && d == layout.Kmod
 				if noHeaders != "" {
 					skips = append(skips, Skip{id, noHeaders})
 					continue
 				}
-				switch d {
-				case DriverBPF:
-					if !in.HasBPF {
-						skips = append(skips, Skip{id, ReasonNotInLibs})
-						continue
-					}
-				case DriverModernBPF:
+				if !inLibs(d) {
+					skips = append(skips, Skip{id, ReasonNotInLibs})
+					continue
+				}
+				if own && e.kernel.Chosen == "" {
+					skips = append(skips, Skip{id, e.kernel.Note})
+					continue
+				}
+				if d == layout.ModernBPF {
 					if clangVersion(c) < 12 {
 						skips = append(skips, Skip{id, ReasonModernClang})
 					} else if j, ok := modern[c]; ok {
@@ -159,43 +217,95 @@ func Plan(in Inputs) ([]Job, []Skip) {
 					skips = append(skips, Skip{id, reason})
 					continue
 				}
-				ext := ".ko"
-				if d == DriverBPF {
-					ext = ".o"
-				}
-				jobs = append(jobs, Job{
+				j := Job{
 					Driver: d, Compiler: c, HostGCC: hostGCC(img), Kernel: k, Image: img,
-					Key:      key(in.SourceHash, sysrootID(*k), img.ID, c, d),
 					Cells:    []CellID{id},
-					Artifact: path.Join("driver", c, k.UnameR+ext),
-					Log:      path.Join("logs", "compile", c, k.UnameR+"."+d+".log"),
-				})
+					Artifact: layout.Artifact(c, k.UnameR, d),
+					Log:      layout.CompileLog(c, k.UnameR, d),
+				}
+				if own {
+					j.ForKernel = e.kernel.Own
+				}
+				jobs = append(jobs, newJob(in, j))
 			}
 		}
 	}
 	// A modern_bpf build no kernel's cell records is still worth having
 	// (the test stage may add kernels), but an empty grid needs none.
-	jobs = slices.DeleteFunc(jobs, func(j Job) bool { return j.Driver == DriverModernBPF && len(j.Cells) == 0 })
-	if in.ScapOpen && len(in.Images) > 0 && slices.ContainsFunc(jobs, func(j Job) bool { return j.Driver == DriverKmod || j.Driver == DriverBPF }) {
-		img := in.Images[len(in.Images)-1] // the newest suite
-		jobs = append(jobs, Job{
-			Driver: DriverScapOpen, Compiler: hostGCC(img), HostGCC: hostGCC(img), Image: img,
-			Key:      key(in.SourceHash, "", img.ID, hostGCC(img), DriverScapOpen),
-			Artifact: "scap-open",
-			Log:      path.Join("logs", "compile", "scap-open.log"),
-		})
+	jobs = slices.DeleteFunc(jobs, func(j Job) bool { return j.Driver == layout.ModernBPF && len(j.Cells) == 0 })
+	if in.ScapOpen && len(in.Images) > 0 && inLibs(layout.ScapOpen) &&
+		slices.ContainsFunc(jobs, func(j Job) bool { return j.Driver == layout.Kmod || j.Driver == layout.BPF }) {
+		// The newest suite: scap-open runs in the guest with the loader and
+		// libraries of its image (its closure), so any image would do; the
+		// newest has the newest libbpf.
+		img := in.Images[len(in.Images)-1]
+		jobs = append(jobs, newJob(in, Job{
+			Driver: layout.ScapOpen, Compiler: hostGCC(img), HostGCC: hostGCC(img), Image: img,
+			Artifact: layout.ScapOpenBin,
+			Log:      layout.ScapOpenLog,
+		}))
 	}
+	jobs = append(jobs, driversTestJobs(in, jobs)...)
 	return jobs, skips
+}
+
+// driversTestJobs plans the drivers_test builds the cells of jobs need.
+func driversTestJobs(in Inputs, jobs []Job) []Job {
+	if !in.Behaviour || len(in.Images) == 0 {
+		return nil
+	}
+	if ok, _ := Available(in.Tree, layout.DriversTest); !ok {
+		return nil
+	}
+	var out []Job
+	for _, j := range jobs {
+		if j.Driver == layout.ModernBPF {
+			out = append(out, newJob(in, Job{
+				Driver: layout.DriversTest, Compiler: j.Compiler, HostGCC: j.HostGCC, Image: j.Image,
+				Artifact: layout.DriversTestBin(j.Compiler), Log: layout.DriversTestLog(j.Compiler),
+			}))
+		}
+	}
+	if len(out) > 0 || !slices.ContainsFunc(jobs, func(j Job) bool { return j.Driver == layout.Kmod }) {
+		return out
+	}
+	img := in.Images[len(in.Images)-1]
+	clang := ""
+	for _, c := range img.Compilers {
+		if isClang(c) && clangVersion(c) >= 12 && clangVersion(c) > clangVersion(clang) {
+			clang = c
+		}
+	}
+	if clang == "" {
+		return nil
+	}
+	return []Job{newJob(in, Job{
+		Driver: layout.DriversTest, Compiler: clang, HostGCC: hostGCC(img), Image: img,
+		Artifact: layout.DriversTestBin(clang), Log: layout.DriversTestLog(clang),
+	})}
+}
+
+// newJob completes j with its recipe, written from the tree's declarations,
+// and its cache key: the source, the kernel's sysroot, the image and the
+// script itself, so that a changed recipe builds again.
+func newJob(in Inputs, j Job) Job {
+	p := recipeParams{driver: j.Driver, compiler: j.Compiler, hostGCC: j.HostGCC}
+	sysroot := ""
+	if j.Kernel != nil {
+		p.kernelDir, sysroot = j.Kernel.KernelDir, sysrootID(*j.Kernel)
+	}
+	j.Recipe = makeRecipe(in.Tree, p)
+	j.Key = key(in.SourceHash, sysroot, j.Image.ID, j.Compiler, j.Driver, j.Recipe.Script)
+	if j.Driver == layout.DriversTest {
+		// What its root holds besides its libraries is part of the build.
+		j.Key = key(j.Key, strings.Join(driversTestExecs, " "))
+	}
+	return j
 }
 
 // driversOf lists the drivers a compiler builds: gcc the kernel module,
 // clang the eBPF probes.
-func driversOf(compiler string) []string {
-	if isClang(compiler) {
-		return []string{DriverBPF, DriverModernBPF}
-	}
-	return []string{DriverKmod}
-}
+func driversOf(compiler string) []string { return results.CompilerDrivers(compiler) }
 
 func isClang(c string) bool { return strings.HasPrefix(c, "clang-") }
 

@@ -8,10 +8,13 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/container"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
 )
 
-func testInputs() Inputs {
+// testInputs plans for the stand-in tree (which has the legacy probe).
+func testInputs(t *testing.T) Inputs {
+	t.Helper()
 	k61 := kernel.Entry{UnameR: "6.1.0-50-cloud-amd64", Sysroot: "/b/headers_extracted/6.1.0-50-cloud-amd64",
 		KernelDir: "/usr/src/linux-headers-6.1.0-50-cloud-amd64", Mounts: []string{"/usr/src", "/usr/lib/linux-kbuild-6.1"},
 		Headers: []string{"/b/headers/linux-headers-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb"}}
@@ -27,7 +30,7 @@ func testInputs() Inputs {
 		},
 		Compilers:  []string{"gcc-12", "gcc-14", "clang-14", "clang-19", "clang-11", "gcc-7"},
 		Drivers:    []string{"kmod", "bpf", "modern_bpf"},
-		HasBPF:     true,
+		Tree:       standInTree(t),
 		SourceHash: "src1",
 		ScapOpen:   true,
 	}
@@ -39,7 +42,7 @@ func byCell(jobs []Job, skips []Skip) (map[string]Job, map[string]string) {
 		for _, c := range x.Cells {
 			j[c.String()] = x
 		}
-		if x.Driver == DriverScapOpen {
+		if x.Driver == layout.ScapOpen {
 			j["scap-open"] = x
 		}
 	}
@@ -51,7 +54,7 @@ func byCell(jobs []Job, skips []Skip) (map[string]Job, map[string]string) {
 }
 
 func TestPlan(t *testing.T) {
-	jobs, skips := Plan(testInputs())
+	jobs, skips := Plan(testInputs(t))
 	j, s := byCell(jobs, skips)
 	builds := map[string]string{ // cell -> suite of the image that builds it
 		"gcc-12/6.1.0-50-cloud-amd64/kmod":               "bookworm",
@@ -110,7 +113,7 @@ func TestPlan(t *testing.T) {
 // A failed kernel's cells are recorded under a name results.json accepts,
 // and never over the cells of the same kernel on another grid line.
 func TestPlanFailedKernels(t *testing.T) {
-	in := testInputs()
+	in := testInputs(t)
 	ok := in.Kernels[0]
 	in.Kernels = []kernel.Entry{
 		ok,
@@ -134,7 +137,7 @@ func TestPlanFailedKernels(t *testing.T) {
 }
 
 func TestPlanKeys(t *testing.T) {
-	in := testInputs()
+	in := testInputs(t)
 	a, _ := Plan(in)
 	b, _ := Plan(in)
 	for i := range a {
@@ -159,8 +162,8 @@ func TestPlanKeys(t *testing.T) {
 }
 
 func TestPlanWithoutBPFDriver(t *testing.T) {
-	in := testInputs()
-	in.HasBPF = false
+	in := testInputs(t)
+	in.Tree = openTree(t, mainLike)
 	in.Drivers = []string{"bpf"}
 	jobs, skips := Plan(in)
 	for _, j := range jobs {
@@ -169,34 +172,6 @@ func TestPlanWithoutBPFDriver(t *testing.T) {
 	_, s := byCell(jobs, skips)
 	if s["clang-19/6.1.0-50-cloud-amd64/bpf"] != ReasonNotInLibs {
 		t.Errorf("bpf skip: %q", s["clang-19/6.1.0-50-cloud-amd64/bpf"])
-	}
-}
-
-func TestRecipeIsTheLibsInterface(t *testing.T) {
-	jobs, _ := Plan(testInputs())
-	j, _ := byCell(jobs, nil)
-	for cell, want := range map[string][]string{
-		"gcc-12/6.1.0-50-cloud-amd64/kmod": {
-			"CC=gcc-12 CXX=g++-12 cmake -DUSE_BUNDLED_DEPS=ON -DCREATE_TEST_TARGETS=OFF /libs",
-			"make driver KERNELDIR=/usr/src/linux-headers-6.1.0-50-cloud-amd64 CC=gcc-12",
-		},
-		"clang-14/6.1.0-50-cloud-amd64/bpf": {
-			"cmake -DUSE_BUNDLED_DEPS=ON -DUSE_BUNDLED_LIBELF=OFF -DCREATE_TEST_TARGETS=OFF -DBUILD_BPF=ON /libs",
-			"make bpf KERNELDIR=/usr/src/linux-headers-6.1.0-50-cloud-amd64 CLANG=clang-14 LLC=llc-14",
-			"cp driver/bpf/probe.o",
-		},
-		"clang-19/6.1.0-50-cloud-amd64/modern_bpf": {
-			"-DUSE_BUNDLED_DEPS=OFF -DCREATE_TEST_TARGETS=OFF -DBUILD_LIBSINSP_EXAMPLES=OFF",
-			"-DBUILD_LIBSCAP_MODERN_BPF=ON -DMODERN_CLANG_EXE=/usr/bin/clang-19 /libs",
-			"make scap-open", "cp libscap/examples/01-open/scap-open /out/scap-open",
-		},
-	} {
-		script := Recipe(j[cell])
-		for _, w := range want {
-			if !strings.Contains(script, w) {
-				t.Errorf("%s recipe lacks %q:\n%s", cell, w, script)
-			}
-		}
 	}
 }
 
@@ -218,7 +193,7 @@ make[3]: *** [scripts/Makefile.build:250: main.o] Error 1
 
 func TestUpToDate(t *testing.T) {
 	dir := t.TempDir()
-	j := Job{Driver: DriverKmod, Key: "k1", Artifact: "driver/gcc-12/6.1.ko",
+	j := Job{Driver: layout.Kmod, Key: "k1", Artifact: "driver/gcc-12/6.1.ko",
 		Cells: []CellID{{"6.1", "gcc-12", "kmod"}}}
 	f := &results.File{}
 	if _, ok := upToDate(f, dir, j); ok {
@@ -251,7 +226,7 @@ func TestUpToDate(t *testing.T) {
 // grid takes its record instead of building it again.
 func TestUpToDateSharedModernBuild(t *testing.T) {
 	dir := t.TempDir()
-	j := Job{Driver: DriverModernBPF, Compiler: "clang-19", Key: "m1", Artifact: "driver/clang-19/modern_bpf/scap-open",
+	j := Job{Driver: layout.ModernBPF, Compiler: "clang-19", Key: "m1", Artifact: "driver/clang-19/modern_bpf/scap-open",
 		Cells: []CellID{{"6.1", "clang-19", "modern_bpf"}, {"6.12", "clang-19", "modern_bpf"}}}
 	os.MkdirAll(filepath.Join(dir, "driver/clang-19/modern_bpf"), 0o755)
 	os.WriteFile(filepath.Join(dir, j.Artifact), []byte("elf"), 0o755)
@@ -265,5 +240,49 @@ func TestUpToDateSharedModernBuild(t *testing.T) {
 	os.Remove(filepath.Join(dir, j.Artifact))
 	if _, ok := upToDate(f, dir, j); ok {
 		t.Fatal("up to date without its artifact")
+	}
+}
+
+// drivers_test is built once per clang of a modern_bpf build, in that
+// build's image, with test targets on; a grid of kmod cells alone gets one
+// with the newest image's newest clang; VM_BEHAVIOUR=off builds none.
+func TestPlanDriversTest(t *testing.T) {
+	in := testInputs(t)
+	in.Behaviour = true
+	dts := func(in Inputs) map[string]Job {
+		jobs, _ := Plan(in)
+		out := map[string]Job{}
+		for _, j := range jobs {
+			if j.Driver == layout.DriversTest {
+				out[j.Compiler] = j
+			}
+		}
+		return out
+	}
+	got := dts(in)
+	if len(got) != 2 || got["clang-14"].Image.Suite != "bookworm" || got["clang-19"].Image.Suite != "trixie" {
+		t.Fatalf("drivers_test jobs %v, want clang-14 (bookworm) and clang-19 (trixie)", got)
+	}
+	j := got["clang-19"]
+	if j.Artifact != "driver/clang-19/drivers_test/drivers_test" || j.Log != "logs/compile/clang-19/drivers_test.log" || j.Name() != "clang-19/drivers_test" || len(j.Cells) != 0 {
+		t.Errorf("job %+v", j)
+	}
+	for _, want := range []string{"-DCREATE_TEST_TARGETS=ON", "-DENABLE_DRIVERS_TESTS=ON", "-DENABLE_IA32_TESTS=OFF",
+		"-DBUILD_LIBSCAP_MODERN_BPF=ON", "-DMODERN_CLANG_EXE=/usr/bin/clang-19", "\nmake drivers_test\n", "CC=gcc-14 CXX=g++-14 cmake"} {
+		if !strings.Contains(j.Recipe.Script, want) {
+			t.Errorf("recipe lacks %q:\n%s", want, j.Recipe.Script)
+		}
+	}
+	if strings.Contains(j.Recipe.Script, "-DCREATE_TEST_TARGETS=OFF") {
+		t.Errorf("recipe passes CREATE_TEST_TARGETS twice:\n%s", j.Recipe.Script)
+	}
+
+	in.Drivers = []string{"kmod"}
+	if got := dts(in); len(got) != 1 || got["clang-19"].Image.Suite != "trixie" {
+		t.Errorf("kmod only: drivers_test jobs %v, want one with clang-19", got)
+	}
+	in.Behaviour = false
+	if got := dts(in); len(got) != 0 {
+		t.Errorf("VM_BEHAVIOUR=off: drivers_test jobs %v", got)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 
-	"github.com/falcosecurity/libs/test/vm/scripts/archive"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
@@ -89,7 +89,7 @@ func (e *Engine) bootstrap(ctx context.Context, suite, mirror, ref string, log i
 // owners, modes and symlinks; the contents of /dev, /proc and /sys are left
 // out (the container runtime provides them).
 func tarTree(dir string, w io.Writer) error {
-	return archive.WriteTree(w, dir, archive.TreeOptions{Skip: func(name string) bool {
+	return fsx.WriteTar(w, dir, fsx.TarOptions{Skip: func(name string) bool {
 		for _, skip := range []string{"dev/", "proc/", "sys/"} {
 			if strings.HasPrefix(name, skip) {
 				return true

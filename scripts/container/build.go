@@ -1,7 +1,6 @@
 package container
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -19,6 +17,8 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/apt"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -31,6 +31,11 @@ func Build(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 		return err
 	}
 	defer e.Close()
+	if cfg.KernelCompiler {
+		// The kernels' own compilers are known once the kernel stage has
+		// read their headers: the compile stage builds what they need.
+		out.Linef("container: VM_COMPILERS=kernel: the images of the kernels' own compilers are built by the compile stage")
+	}
 	images, err := e.Ensure(ctx, cfg, out)
 	for _, im := range images {
 		out.Linef("container: %s ready: %s, glibc %s", im.Tag(), strings.Join(im.Compilers, ", "), im.Glibc)
@@ -41,13 +46,23 @@ func Build(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 // Ensure builds the images that cfg.Compilers need when missing and returns
 // them all, oldest suite first.
 func (e *Engine) Ensure(ctx context.Context, cfg *config.Config, out *ui.Printer) ([]Image, error) {
+	return e.EnsureFor(ctx, cfg, cfg.Compilers, out)
+}
+
+// EnsureFor builds the images that compilers need when missing and returns
+// them all, oldest suite first. The compile stage names the compilers:
+// cfg's, and with VM_COMPILERS=kernel those of the kernels' own.
+func (e *Engine) EnsureFor(ctx context.Context, cfg *config.Config, compilers []string, out *ui.Printer) ([]Image, error) {
+	if len(compilers) == 0 {
+		return nil, nil // VM_COMPILERS=kernel alone, before the kernels are known
+	}
 	specs, err := Specs()
 	if err != nil {
 		return nil, err
 	}
-	need := Needed(specs, cfg.Compilers)
+	need := Needed(specs, compilers)
 	if len(need) == 0 {
-		out.Linef("container: no builder image provides any of %s", strings.Join(cfg.Compilers, ", "))
+		out.Linef("container: no builder image provides any of %s", strings.Join(compilers, ", "))
 		return nil, nil
 	}
 	var images []Image
@@ -106,7 +121,7 @@ func (e *Engine) Inspect(ctx context.Context, s Spec) (Image, error) {
 
 func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.Printer) (Image, error) {
 	start := time.Now()
-	logPath := cfg.Path("logs", "container", s.Suite+".log")
+	logPath := cfg.Path(layout.ContainerLog(s.Suite))
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return Image{}, err
 	}
@@ -115,10 +130,19 @@ func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.
 		return Image{}, err
 	}
 	defer log.Close()
+	mirror := cfg.Mirror
 	fail := func(err error) (Image, error) {
+		if e.remote && ctx.Err() == nil && mirror != "" {
+			// Everything goes through the Engine API (the base is pulled by
+			// the engine or imported as a tar stream, the build context is
+			// a tar), but the build's steps run there and fetch from the
+			// mirror over that host's network.
+			return Image{}, fmt.Errorf("builder image %s (log: %s): %w; the engine at %s is not on this host, and its build fetches from %s over its own network: "+
+				"make that mirror reachable from it (VM_DEBIAN_MIRROR), or build the image on a host that reaches it and load it there (docker save %s | docker -H %s load)",
+				s.Suite, logPath, err, e.host, mirror, s.Tag(), e.host)
+		}
 		return Image{}, fmt.Errorf("builder image %s (log: %s): %w", s.Suite, logPath, err)
 	}
-	mirror := cfg.Mirror
 	if mirror == "" {
 		sources, err := apt.HostSources("/etc/apt")
 		if err != nil {
@@ -183,20 +207,7 @@ func (e *Engine) removeStale(ctx context.Context, s Spec, out *ui.Printer) {
 }
 
 // lockFile takes an exclusive flock on name, creating it if needed.
-func lockFile(name string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-}
+func lockFile(name string) (func(), error) { return fsx.Lock(name, nil) }
 
 // glibcVersion turns a libc6 package version (2.36-9+deb12u10) into x.y.
 func glibcVersion(pkgVersion string) string {
@@ -215,15 +226,13 @@ func glibcVersion(pkgVersion string) string {
 }
 
 // buildDockerfile builds an image from a context that holds only the
-// Dockerfile and returns its ID.
+// Dockerfile and returns its ID. The build's steps use the engine host's
+// network (as docker build --network host): they fetch from the Debian
+// mirror, and need no bridge or firewall rules of the engine's own, which
+// an engine may not have.
 func (e *Engine) buildDockerfile(ctx context.Context, dockerfile []byte, args map[string]*string, labels map[string]string, tags []string, log io.Writer) (string, error) {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
-		return "", err
-	}
-	tw.Write(dockerfile)
-	if err := tw.Close(); err != nil {
+	if err := fsx.WriteTarFiles(&buf, []fsx.TarEntry{{Name: "Dockerfile", Data: dockerfile}}); err != nil {
 		return "", err
 	}
 	resp, err := e.api.ImageBuild(ctx, &buf, build.ImageBuildOptions{
@@ -233,6 +242,7 @@ func (e *Engine) buildDockerfile(ctx context.Context, dockerfile []byte, args ma
 		Tags:        tags,
 		Remove:      true,
 		ForceRemove: true, // intermediate containers go, also when a step fails
+		NetworkMode: "host",
 	})
 	if err != nil {
 		return "", fmt.Errorf("image build: %w", err)

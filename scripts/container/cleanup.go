@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	cerrdefs "github.com/containerd/errdefs"
+
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
@@ -11,24 +13,23 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
-// Cleanup removes every container of this suite (label testvm=1), then the
-// builder images (testvm-builder) and the bootstrapped base images
-// (testvm-base), in every version.
+// Cleanup removes this build directory's containers (and any of this
+// suite's that work for no build directory), then the builder images
+// (testvm-builder) and the bootstrapped base images (testvm-base), in every
+// version, except an image a container of another build directory still
+// uses (said, and kept).
 func Cleanup(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	e, err := Connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	ids, err := e.Remaining(ctx)
+	n, err := e.RemoveFor(ctx, cfg.BuildDir)
 	if err != nil {
 		return err
 	}
-	if err := e.RemoveAll(ctx); err != nil {
-		return err
-	}
-	if len(ids) > 0 {
-		out.Linef("cleanup: removed %d containers", len(ids))
+	if n > 0 {
+		out.Linef("cleanup: removed %d containers", n)
 	}
 	for _, repo := range []string{Repository, BaseRepository} {
 		list, err := e.api.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
@@ -37,7 +38,13 @@ func Cleanup(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 		}
 		for _, im := range list {
 			for _, tag := range im.RepoTags {
-				if _, err := e.api.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true}); err != nil {
+				_, err := e.api.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true})
+				if cerrdefs.IsConflict(err) {
+					// A container of another build directory uses it.
+					out.Linef("cleanup: kept image %s: %v", tag, err)
+					continue
+				}
+				if err != nil {
 					return fmt.Errorf("remove image %s: %w", tag, err)
 				}
 				out.Linef("cleanup: removed image %s", tag)

@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -174,5 +176,66 @@ func TestConnectUnreachableDaemon(t *testing.T) {
 	}
 	if strings.Contains(msg, "\n") {
 		t.Errorf("error is not one line: %q", msg)
+	}
+}
+
+func TestOnThisHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"unix:///var/run/docker.sock":           true,
+		"unix:///work/build/engine/docker.sock": true,
+		"npipe:////./pipe/docker_engine":        true,
+		"tcp://127.0.0.1:2375":                  false, // same machine, but the rule is the scheme
+		"tcp://builder.example:2376":            false,
+		"ssh://user@builder.example":            false,
+		"http://builder.example:2375":           false,
+	} {
+		if got := OnThisHost(host); got != want {
+			t.Errorf("OnThisHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// An ssh:// engine is reached through `ssh HOST docker system dial-stdio`:
+// here a stand-in ssh on PATH that records its arguments and runs the
+// docker CLI's dial-stdio against the system engine.
+func TestConnectSSH(t *testing.T) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("needs the docker CLI")
+	}
+	c, err := net.Dial("unix", "/var/run/docker.sock")
+	if err != nil {
+		t.Skipf("needs the system engine: %v", err)
+	}
+	c.Close()
+	bin := t.TempDir()
+	argsFile := filepath.Join(bin, "args")
+	script := "#!/bin/sh\necho \"$@\" >> " + argsFile + "\nexec " + docker + " -H unix:///var/run/docker.sock system dial-stdio\n"
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("DOCKER_HOST", "ssh://builder@build-host.invalid:2222")
+	e, err := Connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if !e.Remote() || e.Host() != "ssh://builder@build-host.invalid:2222" {
+		t.Errorf("Remote() %v, Host() %q", e.Remote(), e.Host())
+	}
+	if err := e.Alive(t.Context()); err != nil {
+		t.Error(err)
+	}
+	args, _ := os.ReadFile(argsFile)
+	if want := "-o ConnectTimeout=30 -l builder -p 2222 -- build-host.invalid docker system dial-stdio\n"; !strings.HasPrefix(string(args), want) {
+		t.Errorf("ssh ran with %q, want %q", args, want)
+	}
+
+	// ssh's own complaint reaches the error.
+	os.WriteFile(filepath.Join(bin, "ssh"), []byte("#!/bin/sh\necho 'ssh: connect to host build-host.invalid port 2222: Connection refused' >&2\nexit 255\n"), 0o755)
+	_, err = Connect(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "Connection refused") || !strings.Contains(err.Error(), "ssh://builder@build-host.invalid:2222") {
+		t.Errorf("unreachable ssh engine: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -171,6 +172,55 @@ func TestE2ERun(t *testing.T) {
 		t.Errorf("cancel: got %v", err)
 	}
 	if left, err := e.Remaining(ctx, "testvm.test=TestE2ERun"); err != nil || len(left) != 0 {
+		t.Errorf("containers left: %v %v", left, err)
+	}
+}
+
+// TestE2EMountCopied runs one container with a mount on the real daemon
+// twice: as a local engine (a read-only bind mount, as always) and as a
+// remote one (the same tree copied in through the Engine API, noted in
+// the log): the container sees the same files and links at the same path.
+func TestE2EMountCopied(t *testing.T) {
+	cfg := e2eConfig(t, "gcc-14")
+	ctx := context.Background()
+	e, err := Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	images, err := e.Ensure(ctx, cfg, ui.New(os.Stderr))
+	if err != nil || len(images) != 1 {
+		t.Fatalf("images %v, %v", images, err)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "linux-headers-1/include"), 0o755)
+	os.WriteFile(filepath.Join(dir, "linux-headers-1/include/a.h"), []byte("#define A 1\n"), 0o644)
+	os.Symlink("linux-headers-1", filepath.Join(dir, "current"))
+	script := "cat /opt/testvm-src/current/include/a.h; readlink /opt/testvm-src/current; touch /opt/testvm-src/w 2>/dev/null && echo writable || echo read-only"
+	for _, remote := range []bool{false, true} {
+		e.remote = remote
+		var log bytes.Buffer
+		code, err := e.Run(ctx, RunSpec{
+			Image:  images[0].ID,
+			Cmd:    []string{"sh", "-c", script},
+			Mounts: []Mount{{Host: dir, Container: "/opt/testvm-src", ReadOnly: true}},
+			Log:    &log,
+			Labels: map[string]string{"testvm.test": "TestE2EMountCopied"},
+		})
+		if err != nil || code != 0 {
+			t.Fatalf("remote=%v: exit %d, %v\n%s", remote, code, err, log.String())
+		}
+		want := "#define A 1\nlinux-headers-1\nread-only\n"
+		if remote {
+			// A copy cannot be read-only; it is noted first.
+			want = "# copied " + dir + " to /opt/testvm-src: 0.0 MB in "
+		}
+		if !strings.HasPrefix(log.String(), want) || !strings.Contains(log.String(), "#define A 1\nlinux-headers-1\n") {
+			t.Errorf("remote=%v: log %q, want it to begin %q", remote, log.String(), want)
+		}
+		t.Logf("remote=%v: %q", remote, log.String())
+	}
+	if left, err := e.Remaining(ctx, "testvm.test=TestE2EMountCopied"); err != nil || len(left) != 0 {
 		t.Errorf("containers left: %v %v", left, err)
 	}
 }

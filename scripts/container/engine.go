@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 
@@ -15,11 +16,27 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 )
 
 // Engine is a connection to the Docker daemon.
 type Engine struct {
-	api *client.Client
+	api  *client.Client
+	host string // DOCKER_HOST as the client resolved it
+	// remote: the engine is not on this host, so it cannot see this
+	// host's directories; Run copies Mounts in instead of binding them.
+	remote bool
+}
+
+// OnThisHost tells whether the engine at host (a DOCKER_HOST value, as
+// the client resolved it) runs on this machine, so that it can bind-mount
+// this machine's directories. The rule is the address's scheme, nothing
+// cleverer: a unix socket or a Windows named pipe is local; anything else
+// (tcp://, ssh://, http(s)://) is taken as remote, also tcp://127.0.0.1,
+// where copying is merely slower, never wrong.
+func OnThisHost(host string) bool {
+	return strings.HasPrefix(host, "unix://") || strings.HasPrefix(host, "npipe://")
 }
 
 // Connect opens a connection to the daemon named by DOCKER_HOST (or the
@@ -30,6 +47,20 @@ func Connect(ctx context.Context) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
+	host := api.DaemonHost()
+	if strings.HasPrefix(host, "ssh://") {
+		// The Engine API client speaks no ssh itself.
+		api.Close()
+		dial, err := sshDialer(host)
+		if err != nil {
+			return nil, err
+		}
+		api, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation(),
+			client.WithHost("http://docker.engine"), client.WithDialContext(dial))
+		if err != nil {
+			return nil, fmt.Errorf("docker client: %w", err)
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if _, err := api.Ping(pctx); err != nil {
@@ -38,9 +69,37 @@ func Connect(ctx context.Context) (*Engine, error) {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("Docker daemon unreachable at %s (start it with `dockerd &` or `systemctl start docker`): %s",
-			api.DaemonHost(), strings.ReplaceAll(err.Error(), "\n", " "))
+			host, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
-	return &Engine{api: api}, nil
+	return &Engine{api: api, host: host, remote: !OnThisHost(host)}, nil
+}
+
+// Remote reports whether the engine is not on this host (see OnThisHost):
+// then Run copies RunSpec.Mounts into the container instead of binding them.
+func (e *Engine) Remote() bool { return e.remote }
+
+// Host is the engine's address, e.g. unix:///var/run/docker.sock.
+func (e *Engine) Host() string { return e.host }
+
+// ErrEngineDown is the error of an engine that stopped answering: work in
+// flight on it is an infrastructure error, never an answer about a cell.
+var ErrEngineDown = errors.New("the Docker engine stopped answering")
+
+// Alive checks that the engine still answers (in a few seconds); the error
+// wraps ErrEngineDown, names the engine and says how to start it again.
+func (e *Engine) Alive(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := e.api.Ping(pctx)
+	if err == nil {
+		return nil
+	}
+	why := ""
+	if !client.IsErrConnectionFailed(err) {
+		why = " (" + strings.ReplaceAll(err.Error(), "\n", " ") + ")"
+	}
+	return fmt.Errorf("%w at %s%s: start it again (`go run mage.go setup`, or `dockerd &` as root) and re-run; finished work is kept",
+		ErrEngineDown, e.host, why)
 }
 
 // Close releases the connection.
@@ -49,7 +108,11 @@ func (e *Engine) Close() error { return e.api.Close() }
 // API is the underlying Engine API client, for what this package does not wrap.
 func (e *Engine) API() *client.Client { return e.api }
 
-// Mount is a host directory bind-mounted into a container.
+// Mount is a host directory bind-mounted into a container. On a remote
+// engine (Engine.Remote) the directory is copied in instead, through the
+// Engine API, before the container starts: the same files at the same
+// path, but writable, and merged with what the image has there rather than
+// hiding it.
 type Mount struct {
 	Host, Container string
 	ReadOnly        bool
@@ -66,7 +129,8 @@ type RunSpec struct {
 	// CopyIn is a tar archive (plain or gzip-compressed) extracted at "/"
 	// before the container starts, e.g. the source tree; nil for none.
 	CopyIn func() (io.ReadCloser, error)
-	// Log receives the container's stdout and stderr as they come.
+	// Log receives the container's stdout and stderr as they come, after
+	// one line per Mount copied in on a remote engine, with its size and time.
 	Log io.Writer
 	// After runs once the command has exited (with exit), while the
 	// stopped container still exists, to copy results out of it.
@@ -93,6 +157,9 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (exit int, err error) {
 	}
 	var binds []string
 	for _, m := range spec.Mounts {
+		if e.remote {
+			break
+		}
 		b := m.Host + ":" + m.Container
 		if m.ReadOnly {
 			b += ":ro"
@@ -130,6 +197,13 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (exit int, err error) {
 		rc.Close()
 		if err != nil {
 			return -1, fmt.Errorf("copy into container: %w", err)
+		}
+	}
+	if e.remote {
+		for _, m := range spec.Mounts {
+			if err := e.copyMount(ctx, c.ID, m, spec.Log); err != nil {
+				return -1, err
+			}
 		}
 	}
 	wctx := ctx
@@ -210,19 +284,84 @@ func (e *Engine) Remaining(ctx context.Context, labels ...string) ([]string, err
 	return ids, nil
 }
 
-// RemoveAll removes every container of this suite (label testvm=1), e.g.
-// after a run was killed without a chance to clean up.
-func (e *Engine) RemoveAll(ctx context.Context) error {
-	ids, err := e.Remaining(ctx)
-	if err != nil {
-		return err
+// RemoveLeftovers removes the containers carrying labels that have ended
+// (exited or dead): those a run could not remove because the engine went
+// away under it (the engine keeps them, stopped, when it comes back). One
+// that is created or running may belong to another run and stays. It
+// returns how many it removed.
+func (e *Engine) RemoveLeftovers(ctx context.Context, labels ...string) (int, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelOwner+"=1"))
+	for _, l := range labels {
+		f.Add("label", l)
 	}
-	for _, id := range ids {
-		if err := e.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil {
-			return fmt.Errorf("remove container %s: %w", id, err)
+	list, err := e.api.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return 0, fmt.Errorf("list containers: %w", err)
+	}
+	n := 0
+	for _, c := range list {
+		if c.State != "exited" && c.State != "dead" {
+			continue
 		}
+		if err := e.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return n, fmt.Errorf("remove container %s: %w", c.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// RemoveFor removes the containers of this suite (label testvm=1) that
+// work for buildDir, or for no build directory at all, and returns how
+// many it removed. Another build directory's containers (another run on
+// this engine) stay.
+func (e *Engine) RemoveFor(ctx context.Context, buildDir string) (int, error) {
+	list, err := e.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelOwner+"=1"))})
+	if err != nil {
+		return 0, fmt.Errorf("list containers: %w", err)
+	}
+	n := 0
+	for _, c := range list {
+		if b := c.Labels[LabelBuild]; b != "" && b != buildDir {
+			continue
+		}
+		if err := e.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return n, fmt.Errorf("remove container %s: %w", c.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// copyMount copies the host directory of m into the container at
+// m.Container, as a tar archive written while it streams (never whole in
+// memory), owned by root as the suite's own trees are, and notes its size
+// and time in log.
+func (e *Engine) copyMount(ctx context.Context, id string, m Mount, log io.Writer) error {
+	start := time.Now()
+	pr, pw := io.Pipe()
+	var size countWriter
+	go func() {
+		pw.CloseWithError(fsx.WriteTar(io.MultiWriter(pw, &size), m.Host, fsx.TarOptions{Prefix: strings.Trim(path.Clean(m.Container), "/"), RootOwned: true}))
+	}()
+	err := e.api.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("copy %s into the container at %s (the engine at %s is not on this host): %w", m.Host, m.Container, e.host, err)
+	}
+	if log != nil {
+		fmt.Fprintf(log, "# copied %s to %s: %.1f MB in %.1fs (the engine at %s is not on this host)\n",
+			m.Host, m.Container, float64(size)/1e6, time.Since(start).Seconds(), e.host)
 	}
 	return nil
+}
+
+// countWriter counts the bytes written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
 }
 
 func randomHex(n int) string {

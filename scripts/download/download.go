@@ -9,6 +9,12 @@
 // package. An interrupted transfer (Ctrl-C) keeps its .part file so that
 // the next run resumes it with an HTTP Range request; nothing ever reads a
 // .part file except that resume.
+//
+// Every file is checked each time it is asked for: against the SHA256 the
+// caller knows or, when the caller knows none (an unpinned URL), against the
+// SHA256 recorded in <name>.sha256 when it was downloaded. A cached file
+// that no longer matches (a bit flipped, a truncation, a hand edit) is
+// fetched again, and the Result says so.
 package download
 
 import (
@@ -23,9 +29,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // Item is one file to fetch.
@@ -46,7 +56,8 @@ type Downloader struct {
 	// that silently died must not hang the stage.
 	stall    time.Duration
 	progress func(int64)
-	bytes    atomic.Int64 // bytes received from the network
+	bytes    atomic.Int64  // bytes received from the network
+	limit    *rate.Limiter // shared by all transfers; nil is no limit
 }
 
 // New returns a Downloader that runs at most jobs transfers at once.
@@ -65,72 +76,127 @@ func New(client *http.Client, jobs int) *Downloader {
 // as it arrives (for a progress bar). Set it before the first Get.
 func (d *Downloader) OnProgress(f func(n int64)) { d.progress = f }
 
+// Limit caps the bytes per second all transfers together receive (a shared
+// link, a metered mirror); 0 or less is no limit. Set it before the first
+// Get.
+func (d *Downloader) Limit(bytesPerSecond int64) {
+	if bytesPerSecond <= 0 {
+		d.limit = nil
+		return
+	}
+	d.limit = rate.NewLimiter(rate.Limit(bytesPerSecond), int(min(bytesPerSecond, limitChunk)))
+}
+
+// limitChunk is the most a rate-limited read asks for at once.
+const limitChunk = 32 << 10
+
 // Bytes is the number of bytes received from the network so far. A re-run
 // over a complete cache leaves it at 0.
 func (d *Downloader) Bytes() int64 { return d.bytes.Load() }
 
-// Cached reports whether it.Dest already holds the expected file (size and,
-// when known, SHA256 checked).
+// Cached reports whether it.Dest already holds the expected file: size
+// and SHA256 checked (the caller's, else the one recorded at download).
 func Cached(it Item) (bool, error) {
+	ok, _, err := cached(it)
+	return ok, err
+}
+
+// cached is Cached, with the reason a file that is there does not count
+// ("" when there is no file, or it matches).
+func cached(it Item) (ok bool, mismatch string, err error) {
 	fi, err := os.Stat(it.Dest)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return false, "", nil
 	}
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
-	if !fi.Mode().IsRegular() || (it.Size > 0 && fi.Size() != it.Size) {
-		return false, nil
+	if !fi.Mode().IsRegular() {
+		return false, "not a regular file", nil
 	}
-	if it.SHA256 == "" {
-		return true, nil
+	if it.Size > 0 && fi.Size() != it.Size {
+		return false, fmt.Sprintf("%d bytes, want %d", fi.Size(), it.Size), nil
 	}
-	sum, err := fileSHA256(it.Dest)
-	return err == nil && sum == strings.ToLower(it.SHA256), err
+	want, from := strings.ToLower(it.SHA256), "expected"
+	if want == "" {
+		b, err := os.ReadFile(digestFile(it.Dest))
+		if err != nil {
+			// Downloaded before digests were recorded, or placed by hand:
+			// nothing to check against; fetch it again to know.
+			return false, "no recorded SHA256", nil
+		}
+		want, from = strings.TrimSpace(string(b)), "recorded at download"
+	}
+	sum, err := FileSHA256(it.Dest)
+	if err != nil {
+		return false, "", err
+	}
+	if sum != want {
+		return false, fmt.Sprintf("SHA256 %s, %s %s", sum, from, want), nil
+	}
+	return true, "", nil
 }
+
+// digestFile is where the SHA256 of a downloaded file is recorded.
+func digestFile(dest string) string { return dest + ".sha256" }
 
 // Result tells what happened to one item.
 type Result struct {
 	Item    Item
 	Fetched int64 // bytes received for it (0 when it was cached)
-	Err     error
+	// Replaced says why a cached copy was fetched again (it no longer
+	// matched its SHA256 or size), "" when there was none or it matched.
+	Replaced string
+	Err      error
 }
 
 // GetAll fetches every item, at most jobs at once, and returns one Result
 // per item in the same order. One item failing does not stop the others.
 func (d *Downloader) GetAll(ctx context.Context, items []Item) []Result {
 	res := make([]Result, len(items))
-	sem := make(chan struct{}, d.jobs)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(max(d.jobs, 1))
 	for i, it := range items {
 		res[i].Item = it
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				res[i].Err = ctx.Err()
-				return
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				res[i].Err = err
+				return nil
 			}
-			defer func() { <-sem }()
-			res[i].Fetched, res[i].Err = d.Get(ctx, it)
-		}()
+			res[i].Fetched, res[i].Replaced, res[i].Err = d.get(ctx, it)
+			return nil // each item's error is in its Result
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	return res
 }
 
 // Get fetches one item unless the cache already holds it, and returns the
 // number of bytes received.
 func (d *Downloader) Get(ctx context.Context, it Item) (int64, error) {
-	ok, err := Cached(it)
+	n, _, err := d.get(ctx, it)
+	return n, err
+}
+
+// get is Get, also saying why a cached copy was replaced.
+func (d *Downloader) get(ctx context.Context, it Item) (int64, string, error) {
+	ok, mismatch, err := cached(it)
 	if err != nil {
-		return 0, fmt.Errorf("check %s: %w", it.Dest, err)
+		return 0, "", fmt.Errorf("check %s: %w", it.Dest, err)
 	}
 	if ok {
-		return 0, nil
+		return 0, "", nil
 	}
+	if mismatch == "no recorded SHA256" {
+		mismatch = "" // not a damaged copy: nothing to say
+	}
+	n, err := d.fetch(ctx, it)
+	return n, mismatch, err
+}
+
+// fetch downloads it into place, resuming a partial transfer, and records
+// its SHA256 beside it.
+func (d *Downloader) fetch(ctx context.Context, it Item) (int64, error) {
 	part := filepath.Join(filepath.Dir(it.Dest), ".partial", filepath.Base(it.Dest)+".part")
 	if err := os.MkdirAll(filepath.Dir(part), 0o755); err != nil {
 		return 0, err
@@ -151,22 +217,29 @@ func (d *Downloader) Get(ctx context.Context, it Item) (int64, error) {
 		}
 		return total, fmt.Errorf("download %s: %w", it.URL, err)
 	}
-	if it.SHA256 != "" {
-		sum, err := fileSHA256(part)
-		if err != nil {
-			return total, err
-		}
-		if sum != strings.ToLower(it.SHA256) {
-			os.Remove(part)
-			return total, fmt.Errorf("download %s: SHA256 mismatch: got %s, want %s (deleted)", it.URL, sum, it.SHA256)
-		}
+	sum, err := FileSHA256(part)
+	if err != nil {
+		return total, err
 	}
-	if err := os.Rename(part, it.Dest); err != nil {
+	if it.SHA256 != "" && sum != strings.ToLower(it.SHA256) {
+		os.Remove(part)
+		return total, fmt.Errorf("download %s: SHA256 mismatch: got %s, want %s (deleted)", it.URL, sum, it.SHA256)
+	}
+	// The digest is recorded before the file takes its name: a file under
+	// its final name always has the digest it is checked against.
+	if err := writeDigest(digestFile(it.Dest), sum); err != nil {
+		os.Remove(part)
+		return total, err
+	}
+	if err := fsx.Rename(part, it.Dest); err != nil {
 		os.Remove(part)
 		return total, err
 	}
 	return total, nil
 }
+
+// writeDigest records sum at p atomically.
+func writeDigest(p, sum string) error { return fsx.WriteFile(p, []byte(sum+"\n"), 0o644) }
 
 // shortError is a transfer the server ended before the expected size.
 type shortError struct{ got, want int64 }
@@ -218,12 +291,18 @@ func (d *Downloader) transfer(ctx context.Context, it Item, part string) (int64,
 	if err != nil {
 		return 0, err
 	}
-	n, copyErr := io.Copy(f, &counter{r: resp.Body, d: d, stalled: stalled})
+	w := &fileWriter{f: f}
+	n, copyErr := io.Copy(w, &counter{ctx: ctx, r: resp.Body, d: d, stalled: stalled})
 	closeErr := f.Close()
 	got := have + n
 	switch {
 	case copyErr != nil && ctx.Err() != nil:
 		return n, ctx.Err()
+	case w.err != nil:
+		// The disk, not the server: resuming would fail the same way.
+		return n, diskError(w.err, part)
+	case closeErr != nil:
+		return n, fmt.Errorf("write %s: %w", part, closeErr)
 	case it.Size > 0 && got > it.Size:
 		return n, fmt.Errorf("too long: got %d bytes, want %d", got, it.Size)
 	case it.Size > 0 && got < it.Size:
@@ -233,18 +312,54 @@ func (d *Downloader) transfer(ctx context.Context, it Item, part string) (int64,
 	case copyErr != nil:
 		return n, copyErr
 	}
-	return n, closeErr
+	return n, nil
+}
+
+// diskError adds to a write error on a full disk what to do about it.
+func diskError(err error, file string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w (free space on the filesystem of %s, or set VM_BUILD_DIR to a larger one)", err, filepath.Dir(filepath.Dir(file)))
+	}
+	return err
+}
+
+// fileWriter remembers a failed write, so that a full disk is told apart
+// from a transfer the server cut short.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // counter counts bytes read from the network and, as they come, puts off
-// the stall deadline.
+// the stall deadline; under a rate limit it waits for its share before each
+// read (and Ctrl-C ends the wait).
 type counter struct {
+	ctx     context.Context
 	r       io.Reader
 	d       *Downloader
 	stalled *time.Timer
 }
 
 func (c *counter) Read(p []byte) (int, error) {
+	if l := c.d.limit; l != nil {
+		p = p[:min(len(p), l.Burst())]
+		if err := l.WaitN(c.ctx, len(p)); err != nil {
+			// Its share comes after the context's deadline: that
+			// deadline, not the limit, ends the transfer.
+			<-c.ctx.Done()
+			return 0, c.ctx.Err()
+		}
+		// Waiting for the limit is not a stall.
+		c.stalled.Reset(c.d.stall)
+	}
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.stalled.Reset(c.d.stall)
@@ -256,7 +371,8 @@ func (c *counter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func fileSHA256(p string) (string, error) {
+// FileSHA256 is the lower-case hex SHA256 of the file at p.
+func FileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err

@@ -81,8 +81,50 @@ func TestGetVerifiesAndCaches(t *testing.T) {
 	if n, err := d2.Get(context.Background(), it); err != nil || n != int64(len(payload)) {
 		t.Fatalf("corrupt cache not refetched: n=%d err=%v", n, err)
 	}
-	if got := entries(t, dir); len(got) != 1 {
-		t.Errorf("cache holds %v, want only x.deb", got)
+	if got := entries(t, dir); strings.Join(got, " ") != "/x.deb /x.deb.sha256" {
+		t.Errorf("cache holds %v, want x.deb and its recorded digest", got)
+	}
+}
+
+// A cached file altered on disk (a bit flip, a truncation) is caught on
+// the next run by its SHA256, the index's or the one recorded when it was
+// downloaded, fetched again, and the result says why.
+func TestTamperedCacheIsReplaced(t *testing.T) {
+	s, hits := server(t)
+	for _, pinned := range []bool{true, false} {
+		for name, damage := range map[string]func([]byte) []byte{
+			"bit flip":   func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 1; return b },
+			"truncation": func(b []byte) []byte { return b[:len(b)-7] },
+		} {
+			t.Run(fmt.Sprintf("%s/pinned=%v", name, pinned), func(t *testing.T) {
+				dir := t.TempDir()
+				it := Item{URL: s.URL + "/good", Dest: filepath.Join(dir, "x.deb")}
+				if pinned {
+					it.Size, it.SHA256 = int64(len(payload)), sum(payload)
+				}
+				d := New(nil, 1)
+				if _, err := d.Get(context.Background(), it); err != nil {
+					t.Fatal(err)
+				}
+				if r := d.GetAll(context.Background(), []Item{it}); r[0].Err != nil || r[0].Fetched != 0 || r[0].Replaced != "" {
+					t.Fatalf("intact cache: %+v", r[0])
+				}
+				if err := os.WriteFile(it.Dest, damage(payload), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				before := hits.Load()
+				r := d.GetAll(context.Background(), []Item{it})
+				if r[0].Err != nil || r[0].Fetched != int64(len(payload)) || hits.Load() != before+1 {
+					t.Fatalf("damaged cache not fetched again: %+v", r[0])
+				}
+				if r[0].Replaced == "" || (!strings.Contains(r[0].Replaced, "SHA256") && !strings.Contains(r[0].Replaced, "bytes")) {
+					t.Errorf("no reason for the replacement: %q", r[0].Replaced)
+				}
+				if b, _ := os.ReadFile(it.Dest); !bytes.Equal(b, payload) {
+					t.Error("the cache does not hold the good file again")
+				}
+			})
+		}
 	}
 }
 
@@ -235,7 +277,43 @@ func TestStalledTransferResumes(t *testing.T) {
 	if _, err := d.Get(context.Background(), it); err == nil || !strings.Contains(err.Error(), "stalled") {
 		t.Errorf("want a stall error, got %v", err)
 	}
-	if got := entries(t, dir); len(got) != 1 {
+	if got := entries(t, dir); strings.Join(got, " ") != "/x.deb /x.deb.sha256" {
 		t.Errorf("cache after a stalled download: %v", got)
+	}
+}
+
+// Under a rate limit a transfer takes at least as long as its bytes allow
+// (a lower bound: a slow machine only adds to it), and Ctrl-C ends a
+// transfer that is waiting for its share at once, keeping what it has.
+func TestLimit(t *testing.T) {
+	s, _ := server(t)
+	const perSecond = 32 << 10
+	d := New(nil, 1)
+	d.Limit(perSecond)
+	it := Item{URL: s.URL + "/good", Dest: filepath.Join(t.TempDir(), "x.deb"), Size: int64(len(payload)), SHA256: sum(payload)}
+	start := time.Now()
+	if _, err := d.Get(t.Context(), it); err != nil {
+		t.Fatal(err)
+	}
+	// The first burst comes at once; the rest at the rate.
+	if took, least := time.Since(start), time.Duration(float64(len(payload)-perSecond)/perSecond*float64(time.Second)); took < least {
+		t.Errorf("%d bytes at %d bytes/s took %s, want at least %s", len(payload), perSecond, took, least)
+	}
+
+	slow := New(nil, 1)
+	slow.Limit(1 << 10) // the whole payload would take 100 s
+	it = Item{URL: s.URL + "/good", Dest: filepath.Join(t.TempDir(), "x.deb"), Size: int64(len(payload)), SHA256: sum(payload)}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	start = time.Now()
+	if _, err := slow.Get(ctx, it); err == nil {
+		t.Fatal("cancelled download succeeded")
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("a cancelled transfer took %s to end: the wait for the limit ignores Ctrl-C", took)
+	}
+	fi, err := os.Stat(filepath.Join(filepath.Dir(it.Dest), ".partial", "x.deb.part"))
+	if err != nil || fi.Size() == 0 || fi.Size() >= int64(len(payload)) {
+		t.Errorf("want a partial file kept to resume, got %v %v", fi, err)
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
+
+	goversion "github.com/hashicorp/go-version"
 )
 
 // GlibcNeeds returns the GLIBC_x.y versions the ELF file r requires from
@@ -29,7 +30,7 @@ func GlibcNeeds(r io.ReaderAt) ([]string, error) {
 	for _, n := range needs {
 		for _, d := range n.Needs {
 			if v, ok := strings.CutPrefix(d.Dep, "GLIBC_"); ok && !seen[v] {
-				if _, ok := parseVersion(v); ok {
+				if _, err := goversion.NewVersion(v); err == nil {
 					seen[v] = true
 					out = append(out, v)
 				}
@@ -51,36 +52,18 @@ func MaxVersion(versions ...string) string {
 }
 
 // CompareVersions compares two glibc versions ("2.36", "2.3.4")
-// numerically: -1, 0 or +1. Unparsable parts compare as 0.
+// numerically: -1, 0 or +1. A version that does not parse sorts before
+// every version that does.
 func CompareVersions(a, b string) int {
-	pa, _ := parseVersion(a)
-	pb, _ := parseVersion(b)
-	for i := 0; i < max(len(pa), len(pb)); i++ {
-		var x, y int
-		if i < len(pa) {
-			x = pa[i]
-		}
-		if i < len(pb) {
-			y = pb[i]
-		}
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
+	va, ea := goversion.NewVersion(a)
+	vb, eb := goversion.NewVersion(b)
+	switch {
+	case ea != nil && eb != nil:
+		return 0
+	case ea != nil:
+		return -1
+	case eb != nil:
+		return 1
 	}
-	return 0
-}
-
-func parseVersion(v string) ([]int, bool) {
-	var out []int
-	for _, p := range strings.Split(v, ".") {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return out, false
-		}
-		out = append(out, n)
-	}
-	return out, len(out) > 0
+	return va.Compare(vb)
 }

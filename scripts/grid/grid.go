@@ -4,6 +4,10 @@
 // reference is an http(s) URL, a local path or file:// URL, or an apt
 // reference apt:[SUITE/]PACKAGE[=VERSION].
 //
+// An http(s):// or file:// reference may pin its content with a
+// #sha256=<64 hex digits> fragment; the kernel stage verifies it. apt:
+// references are verified against the signed Debian index instead.
+//
 // Parsing checks the whole file before anything is downloaded: a malformed
 // line is an error "kernels.txt:LINE: what is wrong".
 package grid
@@ -41,6 +45,28 @@ type Ref struct {
 	// Kind Apt: the suite ("" = the host's own suites), package and
 	// version ("" = the newest).
 	Suite, Package, Version string
+	// SHA256 pins the content of a URL or file:// reference (lower-case
+	// hex, from #sha256=...), "" when the grid gives none.
+	SHA256 string
+}
+
+// Verifiable reports whether the content of the referenced package can be
+// checked: apt references (signed index) and pinned ones.
+func (r Ref) Verifiable() bool { return r.Kind == Apt || r.SHA256 != "" }
+
+var sha256Re = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// cutDigest splits a #sha256=<hex> fragment off raw.
+func cutDigest(raw string) (rest, digest string, err error) {
+	rest, frag, ok := strings.Cut(raw, "#")
+	if !ok {
+		return raw, "", nil
+	}
+	hex, ok := strings.CutPrefix(frag, "sha256=")
+	if !ok || !sha256Re.MatchString(hex) {
+		return raw, "", fmt.Errorf("bad fragment #%s (want #sha256=<64 hex digits>)", frag)
+	}
+	return rest, strings.ToLower(hex), nil
 }
 
 // Name is the package name the reference designates: the apt package, or
@@ -283,6 +309,10 @@ func parseRef(raw, dir string) (Ref, error) {
 		r.Package = spec
 		return r, nil
 	case hasScheme && (scheme == "http" || scheme == "https"):
+		raw, digest, err := cutDigest(raw)
+		if err != nil {
+			return r, err
+		}
 		u, err := url.Parse(raw)
 		if err != nil {
 			return r, fmt.Errorf("bad URL: %v", err)
@@ -290,13 +320,17 @@ func parseRef(raw, dir string) (Ref, error) {
 		if u.Host == "" || path.Base(u.Path) == "/" || path.Base(u.Path) == "." || strings.HasSuffix(u.Path, "/") {
 			return r, errors.New("URL must have a host and end in a package file name")
 		}
-		r.Kind, r.URL = URL, raw
+		r.Kind, r.URL, r.SHA256 = URL, raw, digest
 	case hasScheme && scheme == "file":
+		raw, digest, err := cutDigest(raw)
+		if err != nil {
+			return r, err
+		}
 		u, err := url.Parse(raw)
 		if err != nil || u.Path == "" || (u.Host != "" && u.Host != "localhost") {
 			return r, errors.New("bad file:// URL (want file:///absolute/path)")
 		}
-		r.Kind, r.Path = File, filepath.Clean(u.Path)
+		r.Kind, r.Path, r.SHA256 = File, filepath.Clean(u.Path), digest
 	case hasScheme && !strings.ContainsAny(scheme, "/.") && len(scheme) > 1:
 		return r, fmt.Errorf("unknown scheme %q (want http://, https://, file://, apt: or a path)", scheme)
 	default:

@@ -106,6 +106,8 @@ func TestMalformedLines(t *testing.T) {
 		"key case":          {`{"Headers": ["a.deb"], "kernels": ["b.deb"]}`, `unknown field "Headers"`},
 		"null":              {`null`, `not null`},
 		"no package name":   {`{"headers": [".deb"], "kernels": ["b.deb"]}`, `no package name`},
+		"bad fragment":      {`{"headers": ["https://h/a.deb#md5=00"], "kernels": ["b.deb"]}`, `bad fragment #md5=00 (want #sha256=<64 hex digits>)`},
+		"short digest":      {`{"headers": ["file:///a.deb#sha256=abc"], "kernels": ["b.deb"]}`, `want #sha256=<64 hex digits>`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -118,6 +120,30 @@ func TestMalformedLines(t *testing.T) {
 				t.Errorf("got %q, want kernels.txt:4: ...%s...", err, c.want)
 			}
 		})
+	}
+}
+
+func TestPinnedDigests(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	g, err := Parse(strings.NewReader(`{"headers": ["https://h/p/linux-headers-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb#sha256=`+strings.ToUpper(sum)+`", "apt:bookworm/linux-kbuild-6.1"], "kernels": ["file:///k/linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb#sha256=`+sum+`", "/k/other.deb"]}`+"\n"), "/x/kernels.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, k := g.Kernels[0].Headers, g.Kernels[0].Kernels
+	if h[0].URL != "https://h/p/linux-headers-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb" || h[0].SHA256 != sum || !h[0].Verifiable() {
+		t.Errorf("pinned URL: %+v", h[0])
+	}
+	if h[0].Name() != "linux-headers-6.1.0-50-cloud-amd64" {
+		t.Errorf("name of a pinned URL: %q", h[0].Name())
+	}
+	if !h[1].Verifiable() || h[1].SHA256 != "" {
+		t.Errorf("apt reference: %+v", h[1])
+	}
+	if k[0].Path != "/k/linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb" || k[0].SHA256 != sum {
+		t.Errorf("pinned file: %+v", k[0])
+	}
+	if k[1].Verifiable() {
+		t.Errorf("a plain path is not verifiable: %+v", k[1])
 	}
 }
 
@@ -151,7 +177,7 @@ func TestRepositoryGrids(t *testing.T) {
 	for file, unames := range map[string][]string{
 		// Meta packages name no kernel release: the kernel stage learns it
 		// from the packages they bring.
-		"../../kernels.txt":                        {"", "", "", ""},
+		"../../kernels.txt":                        {"", "", "", "", "", "", ""},
 		"../../testdata/grids/ci.txt":              {"", ""},
 		"../../examples/kernels-debian-pinned.txt": {"5.10.0-32-cloud-amd64", "6.1.0-50-cloud-amd64", "6.12.117+deb13-cloud-amd64", "7.3.4+deb13-cloud-amd64"},
 		"../../examples/kernels-original.txt":      nil,

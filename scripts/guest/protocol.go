@@ -1,9 +1,10 @@
-// Package guest is the contract between the host and the guest agent that
-// runs as /init inside a test VM: the plan the host puts into the initramfs,
-// the JSON records the agent writes on its dedicated report channel (a
-// second serial port, never the console), and the host-side reading and
-// classification of what happened to each cell. It is shared by every VM
-// provider, so it depends on nothing but the standard library.
+// Package guest is the contract between the host and the guest agent: the
+// plan the host gives it, the JSON records the agent writes (as /init of a
+// qemu VM on a dedicated report channel, a second serial port, never the
+// console; in an already-booted guest on its standard output), and the
+// host-side reading and classification of what happened to each cell. It
+// is shared by every VM provider, so it depends on nothing but the standard
+// library.
 package guest
 
 import (
@@ -31,8 +32,15 @@ const (
 type Plan struct {
 	// NumEvents is passed to scap-open as --num_events.
 	NumEvents int `json:"num_events"`
-	// TestSeconds bounds each scap-open run; at the limit the agent sends
-	// SIGINT (scap-open prints its summary) and then SIGKILL.
+	// LoadSeconds bounds opening the driver: from scap-open's start until
+	// the kernel shows the driver open (see the agent). A driver not open
+	// by then is killed and tried once more with twice the limit; still
+	// not open, the cell is an error, never a capture failure. 0 leaves
+	// opening unbounded (the host's deadline still ends a VM).
+	LoadSeconds int `json:"load_seconds"`
+	// TestSeconds bounds the capture once the driver is open; at the limit
+	// the agent sends SIGINT (scap-open prints its summary and exits) and
+	// then SIGKILL.
 	TestSeconds int `json:"test_seconds"`
 	// Roots are directory trees (scap-open and its shared libraries at their
 	// absolute paths) the agent prepares for chroot: it mounts devtmpfs,
@@ -61,6 +69,9 @@ type PlanCell struct {
 	Deps   []string `json:"deps,omitempty"`
 	// Probe is the eBPF object of a bpf cell, as a path inside Root.
 	Probe string `json:"probe,omitempty"`
+	// Behaviour, when set, runs drivers_test against the driver once the
+	// scap-open check passed.
+	Behaviour *BehaviourRun `json:"behaviour,omitempty"`
 }
 
 // Record types, in the order the agent writes them.
@@ -84,14 +95,35 @@ type Record struct {
 	// result
 	Load     string   `json:"load,omitempty"`      // module load error (kmod)
 	Skip     string   `json:"skip,omitempty"`      // why the agent did not run the cell
-	Exit     int      `json:"exit"`                // scap-open exit code, -1 if killed
+	Exit     int      `json:"exit"`                // scap-open exit code, -1 if a signal ended it
+	Signal   string   `json:"signal,omitempty"`    // the signal that ended scap-open ("interrupt", "segmentation fault", ...)
 	Events   int      `json:"events"`              // events in scap-open's summary, -1 if none
-	TimedOut bool     `json:"timed_out,omitempty"` // scap-open hit TestSeconds
+	TimedOut bool     `json:"timed_out,omitempty"` // the capture hit TestSeconds and the agent sent its stop (SIGINT)
+	Killed   bool     `json:"killed,omitempty"`    // scap-open ignored the stop and the agent killed it
 	Output   string   `json:"output,omitempty"`    // scap-open's output (long output keeps head and tail)
-	Kmsg     []string `json:"kmsg,omitempty"`      // kernel log lines written during the cell
+	Kmsg     []string `json:"kmsg,omitempty"`      // kernel log lines written during the cell (the last ones)
+	Splat    []string `json:"splat,omitempty"`     // the first kernel WARN/BUG/oops report during the cell, from its first line
 	Seconds  float64  `json:"seconds,omitempty"`   // wall time of the whole cell in the guest
-	Capture  float64  `json:"capture,omitempty"`   // time scap-open ran
 	Error    string   `json:"error,omitempty"`     // the agent could not run the cell (infra)
+
+	// Opened says the agent saw the driver open (kernel side: scap
+	// devices held, BPF programs attached with their rings mapped).
+	// LoadSeconds is the time from scap-open's start until then and
+	// Capture the time from then until scap-open ended. A scap-open that
+	// ended before the agent saw the driver open has Opened false, its
+	// whole run in LoadSeconds and Capture 0.
+	Opened      bool    `json:"opened,omitempty"`
+	LoadSeconds float64 `json:"load_seconds,omitempty"`
+	Capture     float64 `json:"capture,omitempty"`
+	// NotOpen is set when the driver was still not open at the load limit
+	// of the last attempt: "driver not open after N s" and what the kernel
+	// showed of scap-open then.
+	NotOpen string `json:"not_open,omitempty"`
+	// Notes are one-line facts about earlier attempts (a load retried).
+	Notes []string `json:"notes,omitempty"`
+	// Behaviour is what drivers_test found, when the plan asked for it
+	// and the scap-open check passed.
+	Behaviour *Behaviour `json:"behaviour,omitempty"`
 }
 
 // Report is everything the agent said in one VM run.

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 )
 
 // Archive is an initramfs under construction. Later entries with the same
@@ -155,14 +157,11 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 // compress is set (the kernel unpacks both; uncompressed unpacks faster
 // under emulation).
 func (a *Archive) Write(dst string, compress bool) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	tmp, err := fsx.Create(dst, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Discard()
 	var w io.Writer = tmp
 	var gz *gzip.Writer
 	if compress {
@@ -173,14 +172,8 @@ func (a *Archive) Write(dst string, compress bool) error {
 	if err == nil && gz != nil {
 		err = gz.Close()
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	return nil
+	return tmp.Commit()
 }

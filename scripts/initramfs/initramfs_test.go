@@ -103,6 +103,9 @@ func TestRoundTrip(t *testing.T) {
 		if uint32(h.Mode) != w.mode || h.Linkname != w.link {
 			t.Errorf("%s: mode %o link %q, want %o %q", name, h.Mode, h.Linkname, w.mode, w.link)
 		}
+		if h.ModTime.Unix() != Mtime {
+			t.Errorf("%s: mtime %s, want the fixed %d", name, h.ModTime.UTC(), Mtime)
+		}
 	}
 	if _, ok := got["missing"]; ok {
 		t.Error("failed File call left an entry")

@@ -18,7 +18,8 @@ const (
 // newcWriter writes the "new ASCII" cpio format the kernel's initramfs
 // unpacker reads: a 110-byte header of hex fields, the NUL-terminated name
 // padded to 4 bytes, the data padded to 4 bytes, and a TRAILER!!! entry.
-// Owner is root, mtime 0, so equal inputs give equal archives.
+// Owner is root and every mtime is Mtime, so equal inputs give equal
+// archives.
 type newcWriter struct {
 	w     io.Writer
 	n     int64
@@ -26,6 +27,12 @@ type newcWriter struct {
 }
 
 var zeros [4]byte
+
+// Mtime is the modification time of every entry, 2020-01-01T00:00:00Z:
+// fixed, so archives are reproducible, and a real date rather than the
+// epoch, as a normal system's files have (libs' drivers_test checks that
+// the executable of an execve event has one).
+const Mtime = 1577836800
 
 func (nw *newcWriter) write(b []byte) error {
 	n, err := nw.w.Write(b)
@@ -46,7 +53,7 @@ func (nw *newcWriter) header(name string, mode uint32, nlink int, size int64, rd
 		return fmt.Errorf("%d bytes is too large for newc", size)
 	}
 	h := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		nw.inode, mode, 0, 0, nlink, 0, size, 0, 0, rdev[0], rdev[1], len(name)+1, 0)
+		nw.inode, mode, 0, 0, nlink, Mtime, size, 0, 0, rdev[0], rdev[1], len(name)+1, 0)
 	if err := nw.write([]byte(h)); err != nil {
 		return err
 	}

@@ -9,7 +9,12 @@
 // An apt reference also brings the kernel packages it depends on (see
 // apt.Query.Follow): a header reference its linux-headers-* and
 // linux-kbuild-* dependencies, a kernel reference its linux-image-*,
-// linux-binary-* and linux-modules-* ones. So the meta packages
+// linux-binary-*, linux-modules-* and linux-base-* ones, so that the
+// kernel installs on a real system (the Vagrant provider installs it in a
+// guest); a reference from an update suite also brings the helpers only
+// that suite satisfies (trixie-backports' linux-base for its 7.x images).
+// The extra packages change nothing for the qemu provider: vmlinuz and the
+// modules are found by content. So the meta packages
 // linux-headers-cloud-amd64 and linux-image-cloud-amd64 stand for the
 // suite's current kernel. A dependency whose name the line already lists
 // is not brought twice, so lines that list every package work as before.
@@ -32,15 +37,16 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/apt"
 	"github.com/falcosecurity/libs/test/vm/scripts/archive"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/download"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 	"github.com/falcosecurity/libs/test/vm/scripts/grid"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+	"golang.org/x/sync/errgroup"
 )
 
 // Fetch runs the kernel stage with the defaults of this machine: the host's
@@ -121,8 +127,15 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobs := make([]*job, len(g.Kernels))
-	for i, k := range g.Kernels {
+	kernels, err := ShardKernels(cfg, g)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.Shard.Whole() {
+		out.Linef("kernel: shard %s takes %d of the grid's %d kernels: %s", cfg.Shard, len(kernels), len(g.Kernels), strings.Join(kernelNames(kernels), ", "))
+	}
+	jobs := make([]*job, len(kernels))
+	for i, k := range kernels {
 		j := &job{k: k}
 		for _, r := range k.Headers {
 			j.headers = append(j.headers, &pkg{ref: r})
@@ -159,6 +172,7 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 	dl := f.Downloads
 	if dl == nil {
 		dl = download.New(f.Client, min(max(cfg.Jobs, 4), 8))
+		dl.Limit(cfg.DownloadRate)
 	}
 	if err := f.download(ctx, dl, jobs, out); err != nil {
 		return nil, err
@@ -168,7 +182,10 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m := &Manifest{Schema: 1}
+	m := &Manifest{Schema: 1, Grid: g.ID()}
+	if !cfg.Shard.Whole() {
+		m.Shard = &cfg.Shard
+	}
 	var failed []string
 	for _, j := range jobs {
 		m.Kernels = append(m.Kernels, j.entry)
@@ -176,12 +193,12 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 			failed = append(failed, fmt.Sprintf("%s (line %d): %s", j.k.Name, j.k.Line, j.entry.Error))
 		}
 	}
-	if err := writeManifest(cfg.Path(ManifestFile), m); err != nil {
+	if err := writeManifest(cfg.Path(layout.Manifest), m); err != nil {
 		return nil, err
 	}
-	out.Linef("kernel: %d ok, %d failed; %s downloaded; manifest %s", len(jobs)-len(failed), len(failed), mib(dl.Bytes()), cfg.Path(ManifestFile))
+	out.Linef("kernel: %d ok, %d failed; %s downloaded; manifest %s", len(jobs)-len(failed), len(failed), mib(dl.Bytes()), cfg.Path(layout.Manifest))
 	if len(failed) > 0 {
-		return m, &someFailedError{fmt.Sprintf("kernel: %d of %d kernels failed (recorded in %s): %s", len(failed), len(jobs), cfg.Path(ManifestFile), strings.Join(failed, "; "))}
+		return m, &someFailedError{fmt.Sprintf("kernel: %d of %d kernels failed (recorded in %s): %s", len(failed), len(jobs), cfg.Path(layout.Manifest), strings.Join(failed, "; "))}
 	}
 	return m, nil
 }
@@ -207,7 +224,7 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 				case grid.URL:
 					u, _ := url.Parse(p.ref.URL)
 					name, _ := url.PathUnescape(path.Base(u.Path))
-					p.item = download.Item{URL: p.ref.URL, Dest: filepath.Join(group.dir, name)}
+					p.item = download.Item{URL: p.ref.URL, Dest: filepath.Join(group.dir, name), SHA256: p.ref.SHA256}
 					p.path = p.item.Dest
 				case grid.Apt:
 					p.item.Dest = group.dir // file name known after resolution
@@ -312,7 +329,7 @@ func (f *Fetcher) resolver() (*apt.Resolver, error) {
 	}
 	return &apt.Resolver{
 		Mirror: mirror, DefaultSuites: suites, StateDir: f.Config.Path("apt"),
-		Keyring: f.Keyring, Client: f.Client,
+		Keyring: f.Keyring, Client: f.Client, AllowExpired: f.Config.AllowExpired,
 	}, nil
 }
 
@@ -362,7 +379,7 @@ func (f *Fetcher) download(ctx context.Context, dl *download.Downloader, jobs []
 		}
 		for _, p := range append(slices.Clone(j.headers), j.kernels...) {
 			if p.item.URL == "" {
-				if _, err := os.Stat(p.path); err != nil {
+				if err := checkLocal(p); err != nil {
 					j.fail(fmt.Errorf("package %s: %w", p.label(), err))
 				}
 				continue
@@ -371,39 +388,75 @@ func (f *Fetcher) download(ctx context.Context, dl *download.Downloader, jobs []
 			if r.Err != nil {
 				j.fail(fmt.Errorf("package %s: %w", p.label(), r.Err))
 			}
+			if r.Replaced != "" {
+				out.Linef("kernel [%s]: cached %s did not match (%s): fetched again", j.k.Name, p.item.Dest, r.Replaced)
+				r.Replaced = "" // said once, for the first kernel that uses it
+				results[index[p.item.Dest]] = r
+			}
 			j.fetched += r.Fetched
 		}
 	}
 	return nil
 }
 
+// checkLocal checks a package that is a local file: it exists and, when
+// the grid pins it (file://...#sha256=), has that content.
+func checkLocal(p *pkg) error {
+	if _, err := os.Stat(p.path); err != nil {
+		return err
+	}
+	if p.ref.SHA256 == "" {
+		return nil
+	}
+	sum, err := download.FileSHA256(p.path)
+	if err != nil {
+		return err
+	}
+	if sum != p.ref.SHA256 {
+		return fmt.Errorf("SHA256 mismatch: %s has %s, the grid pins %s", p.path, sum, p.ref.SHA256)
+	}
+	return nil
+}
+
+// unverified lists the references of a kernel whose content nothing
+// vouches for: no signed index (apt:) and no #sha256= pin.
+func unverified(j *job) []string {
+	var out []string
+	for _, p := range append(slices.Clone(j.headers), j.kernels...) {
+		if !p.ref.Verifiable() {
+			out = append(out, p.ref.Raw)
+		}
+	}
+	return out
+}
+
 // extractAll extracts every kernel that downloaded, a few at once.
 func (f *Fetcher) extractAll(ctx context.Context, jobs []*job, out *ui.Printer) {
-	sem := make(chan struct{}, max(f.Config.Jobs, 1))
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(max(f.Config.Jobs, 1))
 	for _, j := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			f.extract(ctx, j)
 			e := &j.entry
 			switch {
 			case e.Error != "":
 				out.Linef("kernel %s [%s, line %d]: FAILED: %s", j.unameR(), j.k.Name, j.k.Line, e.Error)
 			default:
-				out.Linef("kernel %s [%s]: %d packages (%s downloaded), headers %s, boot %s", e.UnameR, e.Name,
-					len(e.Headers)+len(e.Kernels), mib(j.fetched), e.HostKernelDir(), e.Vmlinuz)
+				out.Linef("kernel %s [%s]: %d packages (%s downloaded), %s, headers %s, boot %s", e.UnameR, e.Name,
+					len(e.Headers)+len(e.Kernels), mib(j.fetched), e.Facts.Summary(), e.HostKernelDir(), e.Vmlinuz)
 			}
-		}()
+			if len(e.Unverified) > 0 {
+				out.Linef("kernel %s [%s]: UNVERIFIED (no signed index, no #sha256= pin): %s", j.unameR(), j.k.Name, strings.Join(e.Unverified, " "))
+			}
+			return nil // a kernel's failure is in its entry
+		})
 	}
-	wg.Wait()
+	g.Wait()
 }
 
 func (f *Fetcher) extract(ctx context.Context, j *job) {
 	e := &j.entry
-	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, UnameR: j.unameR(), Resolved: j.resolved}
+	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, UnameR: j.unameR(), Resolved: j.resolved, Unverified: unverified(j)}
 	for _, p := range j.headers {
 		e.Headers = append(e.Headers, p.path)
 	}
@@ -415,7 +468,7 @@ func (f *Fetcher) extract(ctx context.Context, j *job) {
 	}
 	if j.err != nil {
 		e.Error = j.err.Error()
-		e.Sysroot, e.KernelDir, e.Mounts, e.Vmlinuz, e.ModulesDir = "", "", nil, "", ""
+		e.Sysroot, e.KernelDir, e.Mounts, e.Vmlinuz, e.ModulesDir, e.Facts = "", "", nil, "", "", nil
 	}
 }
 
@@ -448,6 +501,11 @@ func (f *Fetcher) extractKernel(ctx context.Context, j *job, e *Entry) error {
 		return fmt.Errorf("the header packages are for %s but the kernel packages for %s", hdr.UnameR, boot.UnameR)
 	}
 	e.Sysroot, e.KernelDir, e.Mounts = sysroot, hdr.KernelDir, hdr.Mounts
+	facts, err := ReadFacts(e.HostKernelDir())
+	if err != nil {
+		return fmt.Errorf("header packages: %w", err)
+	}
+	e.Facts = &facts
 	return nil
 }
 
@@ -561,33 +619,11 @@ func extractTree(ctx context.Context, parent, guess string, pkgs []string, layou
 }
 
 // replaceDir renames src to dst, moving an old dst out of the way first.
-func replaceDir(src, dst string) error {
-	if _, err := os.Lstat(dst); err == nil {
-		old, err := os.MkdirTemp(filepath.Dir(dst), ".old-")
-		if err != nil {
-			return err
-		}
-		if err := os.Rename(dst, filepath.Join(old, "x")); err != nil {
-			os.Remove(old)
-			return err
-		}
-		defer os.RemoveAll(old)
-	}
-	return os.Rename(src, dst)
-}
+func replaceDir(src, dst string) error { return fsx.ReplaceDir(src, dst) }
 
 // removeStale deletes the temporary trees of an extraction that was killed
 // before it could clean up (a cancelled one removes its own).
-func removeStale(parents ...string) {
-	for _, parent := range parents {
-		for _, pattern := range []string{".tmp-*", ".old-*"} {
-			dirs, _ := filepath.Glob(filepath.Join(parent, pattern))
-			for _, d := range dirs {
-				os.RemoveAll(d)
-			}
-		}
-	}
-}
+func removeStale(parents ...string) { fsx.RemoveStale(parents...) }
 
 func mib(n int64) string {
 	if n < 1<<20 {
@@ -612,28 +648,5 @@ func (e *someFailedError) Is(target error) bool { return target == ErrSomeKernel
 // lockBuildDir takes an exclusive flock on name, saying so when another
 // process holds it, and returns the function that releases it.
 func lockBuildDir(name string, out *ui.Printer) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	flock := func(how int) error {
-		for {
-			if err := syscall.Flock(int(f.Fd()), how); err != syscall.EINTR {
-				return err
-			}
-		}
-	}
-	err = flock(syscall.LOCK_EX | syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		out.Linef("kernel: waiting for another kernel stage on %s", filepath.Dir(name))
-		err = flock(syscall.LOCK_EX)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	return func() { flock(syscall.LOCK_UN); f.Close() }, nil
+	return fsx.Lock(name, func() { out.Linef("kernel: waiting for another kernel stage on %s", filepath.Dir(name)) })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/archive/archivetest"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/download"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -49,6 +50,11 @@ func debianKernel(uname, kbuild string, split bool) map[string][]E {
 	if split {
 		pkgs["linux-binary-"+uname] = []E{{Name: "./usr/lib/modules/" + uname + "/vmlinuz", Body: "bzImage"}}
 		pkgs["linux-modules-"+uname] = []E{{Name: "./usr/lib/modules/" + uname + "/kernel/fs/x.ko.xz", Body: "ko"}}
+		// The base files complete the modules tree.
+		pkgs["linux-base-"+uname] = []E{
+			{Name: "./usr/lib/modules/" + uname + "/config", Body: "CONFIG_MODULES=y\n"},
+			{Name: "./usr/lib/modules/" + uname + "/modules.order", Body: "kernel/fs/x.ko\n"},
+		}
 	} else {
 		pkgs["linux-image-"+uname] = []E{
 			{Name: "./boot/vmlinuz-" + uname, Body: "bzImage"},
@@ -237,7 +243,7 @@ func TestFetchRejectsBadPackages(t *testing.T) {
 	if e := m.Kernels[1].Error; !strings.Contains(e, "linux-headers-6.6.6-1-cloud-amd64_6.6.6-1_amd64.deb") || !strings.Contains(e, "./usr/src/escape/evil") {
 		t.Errorf("evil: error should name package and entry: %s", e)
 	}
-	if left, _ := os.ReadDir(f.cfg.Path("kernels")); len(left) != 2 { // .partial + the good 6.6.6 image
+	if left, _ := os.ReadDir(f.cfg.Path("kernels")); len(left) != 3 { // .partial + the good 6.6.6 image and its recorded SHA256
 		var names []string
 		for _, e := range left {
 			names = append(names, e.Name())
@@ -371,7 +377,7 @@ func TestFetchCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
-	if _, err := os.Stat(f.cfg.Path(ManifestFile)); err == nil {
+	if _, err := os.Stat(f.cfg.Path(layout.Manifest)); err == nil {
 		t.Error("a cancelled run wrote a manifest")
 	}
 }
@@ -388,7 +394,7 @@ func TestFetchRefusesHostileRelease(t *testing.T) {
 	if err == nil || !strings.Contains(m.Kernels[0].Error, `unusable kernel release ".."`) {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := os.Stat(f.cfg.Path(ManifestFile)); err != nil {
+	if _, err := os.Stat(f.cfg.Path(layout.Manifest)); err != nil {
 		t.Errorf("build directory damaged: %v", err)
 	}
 }
@@ -434,11 +440,15 @@ func TestFetchMetaPackages(t *testing.T) {
 	eq := " (= " + v7 + ")"
 	f.addDeb(t, "trixie-backports", "linux-headers-cloud-amd64", v7, nil, "linux-base-cloud-amd64"+eq+", linux-headers-"+u7+eq)
 	f.addDeb(t, "trixie-backports", "linux-image-cloud-amd64", v7, nil, "linux-base-cloud-amd64"+eq+", linux-image-"+u7+eq+", linux-modules-cloud-amd64"+eq)
-	f.addDeb(t, "trixie-backports", "linux-image-"+u7, v7, nil, "dracut | initramfs-tools, linux-base-"+u7+eq+", linux-binary-"+u7+eq+", linux-modules-"+u7+eq)
+	f.addDeb(t, "trixie-backports", "linux-image-"+u7, v7, nil, "dracut | initramfs-tools, linux-base-"+u7+eq+", linux-binary-"+u7+eq+", linux-modules-"+u7+eq+", linux-base (>= 4.17~)")
 	f.addDeb(t, "trixie-backports", "linux-modules-cloud-amd64", v7, nil, "linux-modules-"+u7+eq)
-	f.addDeb(t, "trixie-backports", "linux-base-cloud-amd64", v7, nil, "")
+	f.addDeb(t, "trixie-backports", "linux-base-cloud-amd64", v7, nil, "linux-base-"+u7+eq)
+	f.addDeb(t, "trixie-backports", "linux-base-"+u7, v7, k7["linux-base-"+u7], "")
 	f.addDeb(t, "trixie-backports", "linux-binary-"+u7, v7, k7["linux-binary-"+u7], "linux-base-"+u7+eq)
-	f.addDeb(t, "trixie-backports", "linux-modules-"+u7, v7, k7["linux-modules-"+u7], "kmod")
+	f.addDeb(t, "trixie-backports", "linux-modules-"+u7, v7, k7["linux-modules-"+u7], "kmod, linux-base-"+u7+eq)
+	// The image pre-depends on a linux-base only trixie-backports has.
+	f.addDeb(t, "trixie-backports", "linux-base", "4.17~bpo13+1", nil, "debconf")
+	f.addDeb(t, "trixie", "linux-base", "4.12.1", nil, "debconf")
 	f.addDeb(t, "trixie-backports", "linux-headers-"+u7, v7, k7["linux-headers-"+u7], "gcc-14-for-host, linux-headers-7.3.4+deb13-common"+eq+", linux-kbuild-7.3.4+deb13")
 	f.addDeb(t, "trixie-backports", "linux-headers-7.3.4+deb13-common", v7, k7["linux-headers-7.3.4+deb13-common"], "")
 	f.addDeb(t, "bookworm", "linux-image-broken-amd64", "1", nil, "linux-image-9.9.9-1-cloud-amd64 (= 9.9.9-1)")
@@ -463,8 +473,16 @@ func TestFetchMetaPackages(t *testing.T) {
 	if e7.UnameR != u7 || e7.Vmlinuz != filepath.Join(e7.ModulesDir, "vmlinuz") || !slices.Equal(e7.Mounts, []string{"/usr/lib/linux-kbuild-7.3.4+deb13", "/usr/src"}) {
 		t.Errorf("meta7: %+v", e7)
 	}
-	if w := []string{"linux-image-cloud-amd64_" + v7 + "_amd64.deb", "linux-image-" + u7 + "_" + v7 + "_amd64.deb", "linux-binary-" + u7 + "_" + v7 + "_amd64.deb", "linux-modules-" + u7 + "_" + v7 + "_amd64.deb", "linux-modules-cloud-amd64_" + v7 + "_amd64.deb"}; !slices.Equal(base(e7.Kernels), w) {
+	// Everything the image needs to install: its family at the exact
+	// version, and the linux-base trixie lacks.
+	if w := []string{"linux-image-cloud-amd64_" + v7 + "_amd64.deb", "linux-base-cloud-amd64_" + v7 + "_amd64.deb", "linux-base-" + u7 + "_" + v7 + "_amd64.deb",
+		"linux-image-" + u7 + "_" + v7 + "_amd64.deb", "linux-binary-" + u7 + "_" + v7 + "_amd64.deb", "linux-modules-" + u7 + "_" + v7 + "_amd64.deb",
+		"linux-base_4.17~bpo13+1_amd64.deb", "linux-modules-cloud-amd64_" + v7 + "_amd64.deb"}; !slices.Equal(base(e7.Kernels), w) {
 		t.Errorf("meta7 kernels %v, want %v", base(e7.Kernels), w)
+	}
+	// The modules tree has the base files' modules.order beside the modules.
+	if _, err := os.Stat(filepath.Join(e7.ModulesDir, "modules.order")); err != nil {
+		t.Errorf("meta7 modules tree: %v", err)
 	}
 	if len(e7.Resolved) != 2 || e7.Resolved[1].Ref != "apt:trixie-backports/linux-image-cloud-amd64" || !slices.Contains(e7.Resolved[1].Packages, "linux-binary-"+u7+"="+v7) {
 		t.Errorf("meta7 resolved %+v", e7.Resolved)
@@ -506,5 +524,75 @@ func TestFetchMetaPackages(t *testing.T) {
 	}
 	if m3.Kernels[0].Error != "" {
 		t.Errorf("meta6 failed with the others: %s", m3.Kernels[0].Error)
+	}
+}
+
+// Local and URL packages may be pinned with #sha256=; a mismatch fails the
+// kernel naming the reference, and whatever no signed index or pin vouches
+// for is listed as unverified in kernels.json and in the stage's output.
+func TestFetchPinnedAndUnverifiedPackages(t *testing.T) {
+	dir := t.TempDir()
+	debs := map[string]string{}
+	for name, entries := range debianKernel("4.5.6-1-cloud-amd64", "4.5", false) {
+		p := filepath.Join(dir, name+".deb")
+		archivetest.WriteDeb(t, p, "xz", entries)
+		debs[name] = p
+	}
+	sum := func(p string) string {
+		s, err := download.FileSHA256(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	img := debs["linux-image-4.5.6-1-cloud-amd64"]
+	line := func(name, imageRef string) string {
+		return `{"name": "` + name + `", "headers": ["file://` + debs["linux-headers-4.5.6-1-cloud-amd64"] + `#sha256=` + sum(debs["linux-headers-4.5.6-1-cloud-amd64"]) +
+			`", "` + debs["linux-headers-4.5.6-1-common"] + `", "` + debs["linux-kbuild-4.5"] + `"], "kernels": ["` + imageRef + `"]}` + "\n"
+	}
+	f := newFixture(t, line("pinned", "file://"+img+"#sha256="+sum(img)))
+	m, _, err := f.fetch(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := m.Kernels[0]
+	want := []string{debs["linux-headers-4.5.6-1-common"], debs["linux-kbuild-4.5"]}
+	if strings.Join(e.Unverified, " ") != strings.Join(want, " ") {
+		t.Errorf("unverified %v, want the two unpinned paths %v", e.Unverified, want)
+	}
+	if !strings.Contains(f.out.String(), "UNVERIFIED (no signed index, no #sha256= pin): "+strings.Join(want, " ")) {
+		t.Errorf("the stage does not say what is unverified:\n%s", f.out.String())
+	}
+
+	wrong := strings.Repeat("0", 64)
+	f = newFixture(t, line("tampered", "file://"+img+"#sha256="+wrong))
+	m, _, err = f.fetch(t)
+	if err == nil || !strings.Contains(m.Kernels[0].Error, "file://"+img+"#sha256="+wrong) || !strings.Contains(m.Kernels[0].Error, "SHA256 mismatch") {
+		t.Fatalf("a pin that does not match: err %v, kernel error %q", err, m.Kernels[0].Error)
+	}
+}
+
+// A cached package altered on disk is caught on the next run by its
+// SHA256, fetched again, and said in one line.
+func TestFetchReplacesATamperedCache(t *testing.T) {
+	f := newFixture(t, `{"name": "k1", "headers": ["apt:bookworm/linux-headers-1.2.3-1-cloud-amd64", "apt:bookworm/linux-headers-1.2.3-1-common", "apt:bookworm/linux-kbuild-1.2"], "kernels": ["apt:bookworm/linux-image-1.2.3-1-cloud-amd64"]}`+"\n")
+	f.add(t, "bookworm", debianKernel("1.2.3-1-cloud-amd64", "1.2", false), "1.2.3-1")
+	f.archive.Publish(t)
+	if _, _, err := f.fetch(t); err != nil {
+		t.Fatal(err)
+	}
+	debs, _ := filepath.Glob(f.cfg.Path("kernels", "linux-image-*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("cached images: %v", debs)
+	}
+	b, _ := os.ReadFile(debs[0])
+	b[len(b)/2] ^= 0x40
+	os.WriteFile(debs[0], b, 0o644)
+	_, dl, err := f.fetch(t)
+	if err != nil || dl.Bytes() != int64(len(b)) {
+		t.Fatalf("second run: %v, %d bytes fetched (want %d)", err, dl.Bytes(), len(b))
+	}
+	if !strings.Contains(f.out.String(), "cached "+debs[0]+" did not match (SHA256 ") || !strings.Contains(f.out.String(), "fetched again") {
+		t.Errorf("no line about the replaced package:\n%s", f.out.String())
 	}
 }

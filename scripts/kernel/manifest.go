@@ -6,16 +6,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 )
 
-// ManifestFile is where the kernel stage records what it fetched and
-// extracted, relative to the build directory. Later stages read only this.
-const ManifestFile = "kernels.json"
-
-// Manifest lists every kernel of the grid, in grid order.
+// Manifest lists every kernel of the grid, in grid order; with VM_SHARD,
+// the kernels of this run's shard.
 type Manifest struct {
-	Schema  int     `json:"schema"`
-	Kernels []Entry `json:"kernels"`
+	Schema int `json:"schema"`
+	// Grid identifies the whole grid file (grid.Grid.ID), whatever part
+	// of it this run takes: the shards of one grid share it.
+	Grid string `json:"grid,omitempty"`
+	// Shard is the part of the grid this run took (VM_SHARD); nil for
+	// the whole grid.
+	Shard   *config.Shard `json:"shard,omitempty"`
+	Kernels []Entry       `json:"kernels"`
 }
 
 // Entry is one kernel of the grid after fetch and extraction. Paths are
@@ -35,6 +42,10 @@ type Entry struct {
 	// (a meta package such as linux-image-cloud-amd64 names the current
 	// kernel this way).
 	Resolved []Resolution `json:"resolved,omitempty"`
+	// Unverified are the grid's references whose content nothing vouches
+	// for: local paths and URLs without a #sha256= pin (apt: references
+	// are checked against the signed index).
+	Unverified []string `json:"unverified,omitempty"`
 
 	// Sysroot is build/headers_extracted/<uname-r>: every header package of
 	// the kernel extracted into one tree.
@@ -49,6 +60,11 @@ type Entry struct {
 	// Boot is what the VM stage needs: the kernel image and its modules tree.
 	Vmlinuz    string `json:"vmlinuz,omitempty"`
 	ModulesDir string `json:"modules_dir,omitempty"` // .../lib/modules/<uname-r>
+
+	// Facts are what the headers say about the kernel: its own compiler,
+	// BTF, PREEMPT_RT, BPF JIT, module signing, lockdown, syscall
+	// tracepoints.
+	Facts *Facts `json:"facts,omitempty"`
 
 	// Error is set when this kernel could not be fetched or extracted; its
 	// cells are skipped with this reason, and the other kernels go on.
@@ -71,7 +87,7 @@ func (e Entry) HostKernelDir() string {
 
 // LoadManifest reads the manifest the kernel stage wrote in buildDir.
 func LoadManifest(buildDir string) (*Manifest, error) {
-	p := filepath.Join(buildDir, ManifestFile)
+	p := filepath.Join(buildDir, layout.Manifest)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", p, errNoManifest)
@@ -95,23 +111,5 @@ func writeManifest(p string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p))
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), p)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", p, werr)
-	}
-	return nil
+	return fsx.WriteFile(p, append(b, '\n'), 0o644)
 }

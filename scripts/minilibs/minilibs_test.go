@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
@@ -68,7 +70,7 @@ func run(dir string, env []string, name string, args ...string) (string, error) 
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		switch strings.SplitN(kv, "=", 2)[0] {
-		case "CC", "CXX", "KERNELDIR", "FAULT", "CLANG", "LLC", "MAKEFLAGS", "MFLAGS", "MAKELEVEL":
+		case "CC", "CXX", "KERNELDIR", "FAULT", "OPEN_DELAY", "CLANG", "LLC", "MAKEFLAGS", "MFLAGS", "MAKELEVEL":
 			continue
 		}
 		cmd.Env = append(cmd.Env, kv)
@@ -136,6 +138,7 @@ func TestConfigureRejectsBadOptions(t *testing.T) {
 		want string
 	}{
 		{[]string{"-DMINILIBS_FAULT=oops"}, "MINILIBS_FAULT=oops"},
+		{[]string{"-DMINILIBS_FAULT=slowopen", "-DMINILIBS_OPEN_DELAY=soon"}, "MINILIBS_OPEN_DELAY=soon"},
 		{[]string{"-DBUILD_LIBSCAP_MODERN_BPF=ON", "-DMODERN_CLANG_EXE=/nonexistent/clang-99"}, "MODERN_CLANG_EXE=/nonexistent/clang-99 does not exist"},
 	}
 	for _, tt := range tests {
@@ -164,7 +167,7 @@ func fakeKernelDir(t *testing.T) (dir, record string) {
 	dir = t.TempDir()
 	record = filepath.Join(dir, "record")
 	mk := "modules:\n" +
-		"\techo \"M=$(M) CC=$(CC) CLANG=$(CLANG) LLC=$(LLC) FAULT=$(MINILIBS_FAULT) GOAL=$(MAKECMDGOALS)\" >> " + record + "\n" +
+		"\techo \"M=$(M) CC=$(CC) CLANG=$(CLANG) LLC=$(LLC) FAULT=$(MINILIBS_FAULT) DELAY=$(MINILIBS_OPEN_DELAY) GOAL=$(MAKECMDGOALS)\" >> " + record + "\n" +
 		"\tif [ -f $(M)/main.c ]; then touch $(M)/scap.ko; fi\n" +
 		"\tif [ -f $(M)/probe.c ]; then touch $(M)/probe.o; fi\n"
 	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk), 0o644); err != nil {
@@ -215,15 +218,21 @@ func TestMakeTargetsPassVariablesToKbuild(t *testing.T) {
 		artifact string
 	}{
 		{"make driver", build, []string{"driver", "KERNELDIR=" + kdir, "CC=gcc-77"},
-			"M=" + driverSrc + " CC=gcc-77 CLANG= LLC= FAULT=none GOAL=modules", "driver/scap.ko"},
+			"M=" + driverSrc + " CC=gcc-77 CLANG= LLC= FAULT=none DELAY=10 GOAL=modules", "driver/scap.ko"},
 		{"make driver without CC uses the configured compiler", build, []string{"driver", "KERNELDIR=" + kdir},
-			"M=" + driverSrc + " CC=" + cc + " CLANG= LLC= FAULT=none GOAL=modules", "driver/scap.ko"},
+			"M=" + driverSrc + " CC=" + cc + " CLANG= LLC= FAULT=none DELAY=10 GOAL=modules", "driver/scap.ko"},
 		{"make -C build/driver with FAULT", filepath.Join(build, "driver"), []string{"KERNELDIR=" + kdir, "CC=gcc-78", "FAULT=panic"},
-			"M=" + driverSrc + " CC=gcc-78 CLANG= LLC= FAULT=panic GOAL=modules", "driver/scap.ko"},
+			"M=" + driverSrc + " CC=gcc-78 CLANG= LLC= FAULT=panic DELAY=10 GOAL=modules", "driver/scap.ko"},
+		{"make driver with a slow open", build, []string{"driver", "KERNELDIR=" + kdir, "CC=gcc-79", "FAULT=slowopen", "OPEN_DELAY=3"},
+			"M=" + driverSrc + " CC=gcc-79 CLANG= LLC= FAULT=slowopen DELAY=3 GOAL=modules", "driver/scap.ko"},
+		{"make driver with wrong events", build, []string{"driver", "KERNELDIR=" + kdir, "CC=gcc-80", "FAULT=behaviour"},
+			"M=" + driverSrc + " CC=gcc-80 CLANG= LLC= FAULT=behaviour DELAY=10 GOAL=modules", "driver/scap.ko"},
 		{"make bpf", build, []string{"bpf", "KERNELDIR=" + kdir, "CLANG=clang-77", "LLC=llc-77"},
-			"M=" + bpfSrc + " CC=cc CLANG=clang-77 LLC=llc-77 FAULT=none GOAL=modules", "driver/bpf/probe.o"},
+			"M=" + bpfSrc + " CC=cc CLANG=clang-77 LLC=llc-77 FAULT=none DELAY= GOAL=modules", "driver/bpf/probe.o"},
 		{"make -C build/driver/bpf with FAULT", filepath.Join(build, "driver", "bpf"), []string{"KERNELDIR=" + kdir, "CLANG=clang-78", "LLC=llc-78", "FAULT=verifier"},
-			"M=" + bpfSrc + " CC=cc CLANG=clang-78 LLC=llc-78 FAULT=verifier GOAL=modules", "driver/bpf/probe.o"},
+			"M=" + bpfSrc + " CC=cc CLANG=clang-78 LLC=llc-78 FAULT=verifier DELAY= GOAL=modules", "driver/bpf/probe.o"},
+		{"make bpf with wrong events", build, []string{"bpf", "KERNELDIR=" + kdir, "CLANG=clang-79", "LLC=llc-79", "FAULT=behaviour"},
+			"M=" + bpfSrc + " CC=cc CLANG=clang-79 LLC=llc-79 FAULT=behaviour DELAY= GOAL=modules", "driver/bpf/probe.o"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,6 +280,7 @@ func TestMakeRejectsBadArguments(t *testing.T) {
 		{[]string{"driver"}, "KERNELDIR is not set"},
 		{[]string{"driver", "KERNELDIR=" + filepath.Join(kdir, "nope")}, "is not a kernel headers dir"},
 		{[]string{"driver", "KERNELDIR=" + kdir, "FAULT=sometimes"}, "FAULT=sometimes is not one of"},
+		{[]string{"driver", "KERNELDIR=" + kdir, "FAULT=slowopen", "OPEN_DELAY=soon"}, "OPEN_DELAY=soon is not a whole number"},
 		{[]string{"bpf"}, "KERNELDIR is not set"},
 		{[]string{"bpf", "KERNELDIR=" + kdir, "FAULT=sometimes"}, "FAULT=sometimes is not one of"},
 	}
@@ -327,9 +337,10 @@ func TestBin2CRoundTrip(t *testing.T) {
 	}
 }
 
-// buildScapOpen builds scap-open with the modern probe on the host; it needs
-// the same Debian packages as a builder image.
-func buildScapOpen(t *testing.T) string {
+// configureModern configures a copy of the tree with the modern probe on
+// the host, plus args; it needs the same Debian packages as a builder
+// image, and skips t without them.
+func configureModern(t *testing.T, args ...string) string {
 	t.Helper()
 	need(t, "cmake", "make", "cc")
 	for _, h := range []string{"/usr/include/bpf/libbpf.h", "/usr/include/bpf/bpf_helpers.h", "/usr/include/libelf.h", "/usr/include/zlib.h"} {
@@ -348,11 +359,37 @@ func buildScapOpen(t *testing.T) string {
 		t.Skip("no clang installed")
 	}
 	src := copyTree(t)
-	build := configure(t, src, "-DUSE_BUNDLED_DEPS=OFF", "-DBUILD_LIBSCAP_MODERN_BPF=ON", "-DMODERN_CLANG_EXE="+clang)
+	return configure(t, src, append([]string{"-DUSE_BUNDLED_DEPS=OFF", "-DBUILD_LIBSCAP_MODERN_BPF=ON", "-DMODERN_CLANG_EXE=" + clang}, args...)...)
+}
+
+// buildScapOpen builds scap-open with the modern probe on the host.
+func buildScapOpen(t *testing.T) string {
+	t.Helper()
+	build := configureModern(t)
 	if out, err := run(build, nil, "make", "scap-open"); err != nil {
 		t.Fatalf("make scap-open: %v\n%s", err, out)
 	}
 	return filepath.Join(build, "libscap", "examples", "01-open", "scap-open")
+}
+
+// `make ProbeSkeleton` (libs' name for the modern probe's own target)
+// builds the probe alone; the scap-open fault variant leaves it building
+// and makes scap-open fail to compile, naming the variant.
+func TestProbeSkeletonAndScapOpenFault(t *testing.T) {
+	build := configureModern(t, "-DMINILIBS_FAULT=scap-open")
+	if out, err := run(build, nil, "make", "ProbeSkeleton"); err != nil {
+		t.Fatalf("make ProbeSkeleton: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(build, "driver", "modern_bpf", "probe.bpf.o")); err != nil {
+		t.Errorf("make ProbeSkeleton built no probe: %v", err)
+	}
+	out, err := run(build, nil, "make", "scap-open")
+	if err == nil {
+		t.Fatalf("make scap-open succeeded with MINILIBS_FAULT=scap-open:\n%s", out)
+	}
+	if !strings.Contains(out, "fault variant 'scap-open'") {
+		t.Errorf("make scap-open fails without naming the variant:\n%s", out)
+	}
 }
 
 func TestScapOpen(t *testing.T) {
@@ -422,5 +459,251 @@ func TestScapOpen(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The four tests of the stand-in drivers_test, and those of them the
+// suite's smoke filter selects.
+var (
+	driversTests = []string{"SyscallEnter.openE", "SyscallEnter.openatE", "SyscallEnter.connectE_INET_failure", "SyscallEnter.dupE"}
+	smokeFilter  = "SyscallEnter.openE:SyscallEnter.openatE:SyscallEnter.connectE_INET_failure"
+)
+
+// needGTest skips t without a C++ compiler and googletest (Debian: g++
+// libgtest-dev), which drivers_test needs.
+func needGTest(t *testing.T) {
+	t.Helper()
+	need(t, "c++")
+	if _, err := os.Stat("/usr/include/gtest/gtest.h"); err != nil {
+		t.Skip("/usr/include/gtest/gtest.h missing (Debian: libgtest-dev)")
+	}
+}
+
+// buildDriversTest configures a copy of the tree with the drivers tests on
+// (and the modern probe when modern is set), builds drivers_test and
+// returns its path.
+func buildDriversTest(t *testing.T, modern bool) string {
+	t.Helper()
+	needGTest(t)
+	args := []string{"-DCREATE_TEST_TARGETS=ON", "-DENABLE_DRIVERS_TESTS=ON"}
+	var build string
+	if modern {
+		build = configureModern(t, args...)
+	} else {
+		need(t, "cmake", "make", "cc")
+		if _, err := os.Stat("/usr/include/bpf/libbpf.h"); err != nil {
+			t.Skip("/usr/include/bpf/libbpf.h missing (Debian: libbpf-dev)")
+		}
+		build = configure(t, copyTree(t), append(args, "-DBUILD_LIBSCAP_MODERN_BPF=OFF")...)
+	}
+	if out, err := run(build, nil, "make", "drivers_test"); err != nil {
+		t.Fatalf("make drivers_test: %v\n%s", err, out)
+	}
+	bin := filepath.Join(build, "test", "drivers", "drivers_test")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("make drivers_test built nothing at libs' path: %v", err)
+	}
+	return bin
+}
+
+// exitCode is the exit status err (from run) reports.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// listedTests parses --gtest_list_tests output into Suite.Name lines.
+func listedTests(out string) []string {
+	var tests []string
+	suite := ""
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.TrimSpace(line) == "":
+		case !strings.HasPrefix(line, " "):
+			suite = strings.TrimSpace(line)
+		default:
+			tests = append(tests, suite+strings.Fields(line)[0])
+		}
+	}
+	return tests
+}
+
+// drivers_test lists its tests and checks its command line on the host; it
+// never loads a driver here (running the tests needs a VM: the end-to-end
+// tests do that).
+func TestDriversTest(t *testing.T) {
+	bin := buildDriversTest(t, true)
+
+	// (zlib too, through libbpf and libelf: the tests use none of it.)
+	t.Run("links libbpf, libelf and libstdc++ dynamically", func(t *testing.T) {
+		f, err := elf.Open(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		libs, err := f.ImportedLibraries()
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined := strings.Join(libs, " ")
+		for _, want := range []string{"libbpf.so", "libelf.so", "libstdc++.so"} {
+			if !strings.Contains(joined, want) {
+				t.Errorf("drivers_test does not need %s: %v", want, libs)
+			}
+		}
+	})
+
+	t.Run("lists its tests without a driver", func(t *testing.T) {
+		for _, tt := range []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"--gtest_list_tests"}, driversTests},
+			{[]string{"--gtest_list_tests", "--gtest_filter=" + smokeFilter}, driversTests[:3]},
+		} {
+			out, err := run(t.TempDir(), nil, bin, tt.args...)
+			if err != nil {
+				t.Fatalf("drivers_test %v: %v\n%s", tt.args, err, out)
+			}
+			if got := listedTests(out); !slices.Equal(got, tt.want) {
+				t.Errorf("drivers_test %v lists %v, want %v", tt.args, got, tt.want)
+			}
+		}
+	})
+
+	t.Run("usage errors", func(t *testing.T) {
+		for _, tt := range []struct {
+			args     []string
+			wantCode int
+			want     string
+		}{
+			{nil, 1, "choose exactly one engine"},
+			{[]string{"-k", "-m"}, 1, "choose exactly one engine"},
+			{[]string{"--kmod=/a", "--modern-bpf"}, 1, "choose exactly one engine"},
+			{[]string{"--bpf"}, 1, "usage: drivers_test [-k [PATH] | --kmod [PATH]] [-m | --modern-bpf]"},
+			{[]string{"-k", "a.ko", "b.ko"}, 1, "unexpected argument 'b.ko'"},
+			{[]string{"--help"}, 0, "default ./driver/scap.ko"},
+		} {
+			out, err := run(t.TempDir(), nil, bin, tt.args...)
+			if code := exitCode(t, err); code != tt.wantCode || !strings.Contains(out, tt.want) {
+				t.Errorf("drivers_test %v: exit %d, want %d with %q:\n%s", tt.args, code, tt.wantCode, tt.want, out)
+			}
+			if strings.Contains(out, "[ RUN") || strings.Contains(out, "setup (open") {
+				t.Errorf("drivers_test %v went past its command line:\n%s", tt.args, out)
+			}
+		}
+	})
+
+	// Setup fails before any test: without root, or as root (the delete of
+	// a module named scap is then real) with a module path that does not
+	// exist, so nothing is inserted.
+	t.Run("setup fails before any test", func(t *testing.T) {
+		dir := t.TempDir()
+		args := []string{"-k", filepath.Join(dir, "missing", "scap.ko")}
+		want := "drivers_test must run as root"
+		if os.Geteuid() == 0 {
+			if _, err := os.Stat("/sys/module/scap"); err == nil {
+				t.Skip("the host has a scap module loaded; drivers_test would remove it")
+			}
+			want = "cannot open kernel module " + args[1] + ": no such file or directory"
+		}
+		out, err := run(dir, nil, bin, args...)
+		checkSetupFailure(t, args, out, err, want)
+		// The default module path is relative to the working directory.
+		out, err = run(dir, nil, bin, "-k")
+		if os.Geteuid() == 0 {
+			want = "cannot open kernel module ./driver/scap.ko: no such file or directory"
+		}
+		checkSetupFailure(t, []string{"-k"}, out, err, want)
+	})
+
+	t.Run("setup fails without root", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("not root: the previous subtest covers it")
+		}
+		// A directory nobody can reach (t.TempDir's are root's alone).
+		dir, err := os.MkdirTemp("", "drivers_test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nobodyBin := filepath.Join(dir, "drivers_test")
+		if err := os.WriteFile(nobodyBin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(nobodyBin, "-m")
+		cmd.Dir = dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		var exitErr *exec.ExitError
+		if err != nil && !errors.As(err, &exitErr) {
+			t.Skipf("cannot run as nobody: %v", err)
+		}
+		checkSetupFailure(t, []string{"-m"}, string(out), err, "drivers_test must run as root")
+	})
+
+	t.Run("no drivers_test target unless both options are on", func(t *testing.T) {
+		need(t, "cmake", "make", "cc")
+		for _, args := range [][]string{
+			{"-DCREATE_TEST_TARGETS=ON", "-DENABLE_DRIVERS_TESTS=OFF"},
+			{"-DCREATE_TEST_TARGETS=OFF", "-DENABLE_DRIVERS_TESTS=ON"},
+			{},
+		} {
+			build := configure(t, copyTree(t), args...)
+			out, err := run(build, nil, "make", "drivers_test")
+			if err == nil || !strings.Contains(out, "No rule to make target") {
+				t.Errorf("cmake %v: make drivers_test: %v, want no such target:\n%s", args, err, out)
+			}
+			if _, err := os.Stat(filepath.Join(build, "test", "drivers")); err == nil {
+				t.Errorf("cmake %v added test/drivers", args)
+			}
+		}
+	})
+}
+
+// checkSetupFailure checks that drivers_test args failed in its setup with
+// want (case-insensitive) as its last line, before running any test.
+func checkSetupFailure(t *testing.T, args []string, out string, err error, want string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	if code := exitCode(t, err); code != 1 {
+		t.Errorf("drivers_test %v: exit %d, want 1:\n%s", args, code, out)
+	}
+	if !strings.Contains(out, "drivers_test: setup") || strings.Contains(out, "[ RUN") || strings.Contains(out, "drivers_test: testing") {
+		t.Errorf("drivers_test %v: want a setup banner and no test:\n%s", args, out)
+	}
+	if !strings.HasPrefix(last, "drivers_test: setup failed, no test ran: ") || !strings.Contains(strings.ToLower(last), strings.ToLower(want)) {
+		t.Errorf("drivers_test %v: last line %q, want the setup failure with %q", args, last, want)
+	}
+}
+
+// Without the modern probe, -m is refused the way libs refuses it, before
+// any setup.
+func TestDriversTestWithoutModernProbe(t *testing.T) {
+	bin := buildDriversTest(t, false)
+	out, err := run(t.TempDir(), nil, bin, "-m")
+	if code := exitCode(t, err); code != 1 || !strings.Contains(out, "Modern BPF engine is not supported in this build") {
+		t.Errorf("drivers_test -m: exit %d, want 1 and the message:\n%s", code, out)
+	}
+	if strings.Contains(out, "drivers_test: setup") {
+		t.Errorf("drivers_test -m started its setup:\n%s", out)
+	}
+	out, err = run(t.TempDir(), nil, bin, "--gtest_list_tests")
+	if err != nil || !slices.Equal(listedTests(out), driversTests) {
+		t.Errorf("drivers_test --gtest_list_tests: %v\n%s", err, out)
 	}
 }

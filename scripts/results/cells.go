@@ -1,8 +1,13 @@
 package results
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 )
 
 // Find returns the cell of kernel x compiler x driver, or nil. The pointer
@@ -64,9 +69,11 @@ func (f *File) Delete(kernel, compiler, driver string) bool {
 }
 
 // Sort puts the cells in display order: kernels by version, then compilers
-// (gcc before clang, by version), then drivers.
+// (gcc before clang, by version), then drivers; and the kernel records by
+// version.
 func (f *File) Sort() {
 	slices.SortStableFunc(f.Cells, CompareCells)
+	slices.SortStableFunc(f.Kernels, func(a, b Kernel) int { return CompareKernels(a.Kernel, b.Kernel) })
 }
 
 // Validate reports the first cell whose statuses are not among the known
@@ -84,7 +91,7 @@ func (f *File) Validate() error {
 }
 
 // CompileStatuses lists every compile status, in legend order.
-var CompileStatuses = []string{CompileOK, CompileFail, CompileSkip}
+var CompileStatuses = []string{CompileOK, CompileFail, CompileSkip, CompileError}
 
 // TestStatuses lists every test status, in legend order.
 var TestStatuses = []string{TestPass, TestFail, TestSkip, TestError, TestNotRun}
@@ -94,4 +101,62 @@ func (f *File) Sorted() []Cell {
 	out := slices.Clone(f.Cells)
 	slices.SortStableFunc(out, CompareCells)
 	return out
+}
+
+// GridID identifies a grid by its axes: the kernels (as cells name them),
+// the compilers and the drivers, in any order. Two runs with equal IDs
+// planned the same cells.
+func GridID(kernels, compilers, drivers []string) string {
+	h := sha256.New()
+	for _, axis := range [][]string{kernels, compilers, drivers} {
+		s := slices.Clone(axis)
+		slices.Sort(s)
+		s = slices.Compact(s)
+		fmt.Fprintf(h, "%q\n", s)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// DriverOKPath is where build/driver_ok keeps the artifact of a cell whose
+// latest test passed, relative to the build directory (layout.DriverOK);
+// modern_bpf has none ("").
+func DriverOKPath(c Cell) string { return layout.DriverOK(c.Compiler, c.Kernel, c.Driver) }
+
+// NoScapOpen is the test record of a cell whose driver built but whose
+// scap-open did not: an error, since nothing can say whether the driver
+// works, naming the build log (relative to the build directory) and, when
+// known, why the build failed.
+func NoScapOpen(log, why string) Test {
+	reason := "scap-open did not build (log " + log + ")"
+	if why != "" {
+		reason += ": " + why
+	}
+	return Test{Status: TestError, Reason: reason, Log: log}
+}
+
+// SetBuild records b, replacing the record of the same build.
+func (f *File) SetBuild(b Build) {
+	for i := range f.Builds {
+		if f.Builds[i].Name == b.Name && f.Builds[i].Compiler == b.Compiler {
+			f.Builds[i] = b
+			return
+		}
+	}
+	f.Builds = append(f.Builds, b)
+	slices.SortFunc(f.Builds, func(a, b Build) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return CompareCompilers(a.Compiler, b.Compiler)
+	})
+}
+
+// FindBuild returns the record of a build, or nil.
+func (f *File) FindBuild(name, compiler string) *Build {
+	for i := range f.Builds {
+		if f.Builds[i].Name == name && f.Builds[i].Compiler == compiler {
+			return &f.Builds[i]
+		}
+	}
+	return nil
 }

@@ -1,6 +1,10 @@
 package results
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
+)
 
 func TestUpsertKeepsTheOtherStage(t *testing.T) {
 	f := &File{}
@@ -49,5 +53,30 @@ func TestValidate(t *testing.T) {
 	f.Cells[0].Test.Status = TestPass
 	if err := f.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A grid's identity depends on its axes, not on their order, and tells
+// kernels from compilers.
+func TestGridID(t *testing.T) {
+	a := GridID([]string{"6.1", "6.12"}, []string{"gcc-12", "clang-19"}, []string{"kmod", "bpf"})
+	if b := GridID([]string{"6.12", "6.1", "6.1"}, []string{"clang-19", "gcc-12"}, []string{"bpf", "kmod"}); a != b {
+		t.Errorf("order or duplicates change the identity: %s %s", a, b)
+	}
+	for _, other := range []string{
+		GridID([]string{"6.1"}, []string{"gcc-12", "clang-19"}, []string{"kmod", "bpf"}),
+		GridID([]string{"6.1", "6.12"}, []string{"gcc-12"}, []string{"kmod", "bpf"}),
+		GridID([]string{"6.1", "6.12"}, []string{"gcc-12", "clang-19"}, []string{"kmod"}),
+		GridID([]string{"6.1", "6.12", "gcc-12"}, []string{"clang-19"}, []string{"kmod", "bpf"}),
+	} {
+		if other == a {
+			t.Errorf("a different grid has the same identity %s", a)
+		}
+	}
+	if p := DriverOKPath(Cell{Kernel: "6.1", Compiler: "gcc-12", Driver: layout.Kmod}); p != "driver_ok/gcc-12/6.1.ko" {
+		t.Errorf("kmod driver_ok %q", p)
+	}
+	if p := DriverOKPath(Cell{Kernel: "6.1", Compiler: "clang-19", Driver: layout.ModernBPF}); p != "" {
+		t.Errorf("modern_bpf driver_ok %q", p)
 	}
 }

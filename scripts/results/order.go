@@ -2,16 +2,35 @@ package results
 
 import (
 	"cmp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 )
 
-// Drivers, in the order the suite shows them.
-const (
-	DriverKmod      = "kmod"
-	DriverBPF       = "bpf"
-	DriverModernBPF = "modern_bpf"
-)
+// CompilerDrivers lists the drivers a compiler builds: gcc the kernel
+// module, clang the two eBPF probes.
+func CompilerDrivers(compiler string) []string {
+	if strings.HasPrefix(compiler, "clang-") {
+		return []string{layout.BPF, layout.ModernBPF}
+	}
+	return []string{layout.Kmod}
+}
+
+// CellsPerKernel is the number of cells each kernel of a grid has with
+// these compilers and drivers.
+func CellsPerKernel(compilers, drivers []string) int {
+	n := 0
+	for _, c := range compilers {
+		for _, d := range CompilerDrivers(c) {
+			if slices.Contains(drivers, d) {
+				n++
+			}
+		}
+	}
+	return n
+}
 
 // CompareCells orders cells by kernel, compiler, then driver.
 func CompareCells(a, b Cell) int {
@@ -138,11 +157,11 @@ func CompareDrivers(a, b string) int {
 
 func driverRank(d string) int {
 	switch d {
-	case DriverKmod:
+	case layout.Kmod:
 		return 0
-	case DriverBPF:
+	case layout.BPF:
 		return 1
-	case DriverModernBPF:
+	case layout.ModernBPF:
 		return 2
 	}
 	return 3

@@ -7,7 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 )
 
 // Load reads a results file. A missing file is an empty File of the current
@@ -92,68 +93,8 @@ func Save(path string, f *File) error {
 	if err != nil {
 		return fmt.Errorf("encode results: %w", err)
 	}
-	return WriteFileAtomic(path, append(data, '\n'))
+	return fsx.WriteFile(path, append(data, '\n'), 0o644)
 }
 
-// WriteFileAtomic writes data to path so that readers see either the old or
-// the new content, never a partial file: it writes a temporary file in the
-// same directory, syncs it and renames it over path.
-func WriteFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Make the rename itself durable; a failure here is not worth failing
-	// the write for (some filesystems refuse to sync directories).
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// lock takes an exclusive flock on name, creating it if needed. flock locks
-// belong to the open file, so two goroutines of one process that each call
-// lock exclude each other just as two processes do.
-func lock(name string) (unlock func(), err error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
+// lock takes an exclusive flock on name, creating it if needed.
+func lock(name string) (unlock func(), err error) { return fsx.Lock(name, nil) }

@@ -59,9 +59,10 @@ func Requirements() []Requirement {
 		{Name: "gpgv", Packages: []string{"gpgv", "debian-archive-keyring"}, Check: fileCheck("/usr/share/keyrings/debian-archive-keyring.gpg", "gpgv")},
 		{Name: "make", Packages: []string{"make"}, Check: versionOf("make", "--version")},
 		{Name: "rpmbuild", ForTests: true, Packages: []string{"rpm"}, Check: versionOf("rpmbuild", "--version")},
-		{Name: "libbpf/libelf headers", ForTests: true, Packages: []string{"gcc", "libbpf-dev", "libelf-dev", "zlib1g-dev", "pkg-config"},
+		{Name: "libbpf/libelf headers", ForTests: true, Packages: []string{"gcc", "g++", "libbpf-dev", "libelf-dev", "zlib1g-dev", "pkg-config", "libgtest-dev"},
 			Check: fileCheck("/usr/include/bpf/libbpf.h", "cc", "pkg-config")},
 		{Name: "clang", ForTests: true, Packages: []string{"clang", "llvm"}, Check: versionOf("clang", "--version")},
+		{Name: "shellcheck", ForTests: true, Packages: []string{"shellcheck"}, Check: versionOf("shellcheck", "--version")},
 		{Name: "sshd", ForTests: true, Packages: []string{"openssh-server"}, Check: fileCheck("/usr/sbin/sshd")},
 		{Name: "vagrant", Optional: true, ForTests: true, Packages: []string{"vagrant"}, Check: versionOf("vagrant", "--version")},
 		{Name: "vagrant-libvirt", Optional: true, ForTests: true,
@@ -175,14 +176,28 @@ func aptInstall(ctx context.Context, out *ui.Printer, pkgs []string) error {
 	return nil
 }
 
-// StartDocker starts the Docker engine: through systemd when it runs,
-// else dockerd detached in its own session, logging to
-// /var/log/testvm-dockerd.log. It waits until the engine answers.
+// StartDocker starts the Docker engine that DOCKER_HOST names: the
+// system's through systemd when it runs, else dockerd detached in its own
+// session, logging to /var/log/testvm-dockerd.log; an engine of its own
+// when DOCKER_HOST is another unix socket (see PrivateEngineDir). An
+// engine on another machine (tcp://, ssh://) is not started: the error says
+// so. It waits until the engine answers.
 func StartDocker(ctx context.Context, out *ui.Printer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("setup: the Docker engine is not running; start it as root: dockerd (or systemctl start docker)")
 	}
-	if _, err := os.Stat("/run/systemd/system"); err == nil {
+	host, dir, private := PrivateEngineDir()
+	if !strings.HasPrefix(host, "unix://") {
+		// tcp:// or ssh://: an engine on another machine (see the
+		// container package's OnThisHost); starting this machine's would
+		// not bring it.
+		return fmt.Errorf("setup: the Docker engine at %s does not answer and is not on this host: start it there (dockerd, or systemctl start docker), or unset DOCKER_HOST to use this host's", host)
+	}
+	if private {
+		if err := startPrivateDocker(out, host, dir); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat("/run/systemd/system"); err == nil {
 		out.Linef("setup: systemctl start docker")
 		if b, err := exec.CommandContext(ctx, "systemctl", "start", "docker").CombinedOutput(); err != nil {
 			return fmt.Errorf("setup: systemctl start docker: %w: %s", err, b)
@@ -216,6 +231,58 @@ func StartDocker(ctx context.Context, out *ui.Printer) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// PrivateEngineDir tells whether DOCKER_HOST names an engine of the
+// suite's own: a unix socket other than the system engine's,
+// unix://DIR/docker.sock. Such an engine keeps everything in DIR
+// (data/, exec/, dockerd.pid, dockerd.log), so it runs beside the system
+// engine without touching it: no bridge network and no firewall rules
+// (those are the system engine's), which the suite's containers do not
+// use. Its builder images are loaded into it, or built from base images
+// whose Dockerfile steps need no network. The reliability drills stop and
+// restart one.
+func PrivateEngineDir() (host, dir string, ok bool) {
+	cli, err := client.NewClientWithOpts(client.FromEnv)
+	if err != nil {
+		return "", "", false
+	}
+	defer cli.Close()
+	host = cli.DaemonHost()
+	sock, isUnix := strings.CutPrefix(host, "unix://")
+	if !isUnix || filepath.Base(sock) != "docker.sock" {
+		return host, "", false
+	}
+	switch filepath.Clean(sock) {
+	case "/var/run/docker.sock", "/run/docker.sock":
+		return host, "", false
+	}
+	return host, filepath.Dir(sock), true
+}
+
+// startPrivateDocker starts the engine of its own at host with its state
+// in dir, detached in its own session.
+func startPrivateDocker(out *ui.Printer, host, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	logPath := filepath.Join(dir, "dockerd.log")
+	out.Linef("setup: starting dockerd at %s (state and log in %s)", host, dir)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(lookPath("dockerd"), "--host", host,
+		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "dockerd.pid"),
+		"--bridge", "none", "--iptables=false", "--ip6tables=false")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("setup: start dockerd: %w", err)
+	}
+	return cmd.Process.Release()
 }
 
 func (r Requirement) fix() string {

@@ -7,7 +7,6 @@
 package srctar
 
 import (
-	"archive/tar"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 )
 
 // Prefix is the directory every archive member is under: extracting the
@@ -62,28 +63,21 @@ func Make(dir, dst string, excludes []string) (Archive, error) {
 			}
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return Archive{}, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".libs-src-*.tmp")
+	tmp, err := fsx.Create(dst, 0o644)
 	if err != nil {
 		return Archive{}, err
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Discard()
 	h := sha256.New()
 	if err := write(dir, excludes, io.MultiWriter(tmp, h)); err != nil {
-		tmp.Close()
 		return Archive{}, fmt.Errorf("pack %s: %w", dir, err)
 	}
-	if err := tmp.Close(); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return Archive{}, err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return Archive{}, err
-	}
 	b, _ := json.Marshal(stamp{Tree: tree, SHA256: sum})
-	if err := writeAtomic(stampPath, b); err != nil {
+	if err := fsx.WriteFile(stampPath, b, 0o644); err != nil {
 		return Archive{}, err
 	}
 	return Archive{Path: dst, SHA256: sum}, nil
@@ -96,36 +90,12 @@ func excluded(rel string, excludes []string) bool {
 	})
 }
 
-// walk visits the tree in lexical order, skipping excludes.
-func walk(dir string, excludes []string, fn func(rel string, fi fs.FileInfo, path string) error) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if rel == "." {
-			return nil
-		}
-		if excluded(rel, excludes) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return fn(rel, fi, p)
-	})
-}
-
 // treeHash summarises names, modes, sizes, times and link targets: what
 // decides whether the archive must be made again.
 func treeHash(dir string, excludes []string) (string, error) {
 	h := sha256.New()
-	err := walk(dir, excludes, func(rel string, fi fs.FileInfo, p string) error {
+	skip := func(rel string) bool { return excluded(rel, excludes) }
+	err := fsx.Walk(dir, skip, func(rel string, fi fs.FileInfo, p string) error {
 		link := ""
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			link, _ = os.Readlink(p)
@@ -136,75 +106,16 @@ func treeHash(dir string, excludes []string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), err
 }
 
+// write packs the tree under Prefix, owned by root (the tree belongs to
+// root in the container, whoever owns it here).
 func write(dir string, excludes []string, w io.Writer) error {
 	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(zw)
-	if err := tw.WriteHeader(&tar.Header{Name: Prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
-		return err
-	}
-	err = walk(dir, excludes, func(rel string, fi fs.FileInfo, p string) error {
-		link := ""
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			var err error
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case fi.IsDir(), fi.Mode().IsRegular():
-		default:
-			return nil // sockets, fifos: not source
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		h.Name = Prefix + "/" + rel
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		// The tree belongs to root in the container, whoever owns it here.
-		h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
-		h.ModTime = fi.ModTime()
-		h.AccessTime, h.ChangeTime = fi.ModTime(), fi.ModTime()
-		h.Format = tar.FormatPAX
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
+	skip := func(rel string) bool { return excluded(rel, excludes) }
+	if err := fsx.WriteTar(zw, dir, fsx.TarOptions{Prefix: Prefix, Skip: skip, RootOwned: true}); err != nil {
 		return err
 	}
 	return zw.Close()
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -313,23 +314,20 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 
 // Download copies a remote file to local, atomically (temp file + rename).
 func (c *Client) Download(ctx context.Context, remote, local string) error {
-	tmp, err := os.CreateTemp(path.Dir(local), "."+path.Base(local)+".*")
+	tmp, err := fsx.Create(local, 0o644)
 	if err != nil {
 		return fmt.Errorf("download %s:%s: %w", c.cfg.Name, remote, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Discard()
 	var errb strings.Builder
 	st, err := c.Run(ctx, "cat "+Quote(remote), nil, tmp, &errb)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil && st != 0 {
 		err = fmt.Errorf("exit status %d: %s", st, strings.TrimSpace(errb.String()))
 	}
 	if err != nil {
 		return fmt.Errorf("download %s:%s: %w", c.cfg.Name, remote, err)
 	}
-	return os.Rename(tmp.Name(), local)
+	return tmp.Commit()
 }
 
 type countingReader struct {

@@ -1,6 +1,15 @@
 // Package ui prints what the suite does for people: one line per event worth
 // knowing, a progress bar for long work when the output is a terminal, and
 // plain lines when it is not (CMake, CI logs), so logs stay greppable.
+//
+// It is hand-written on purpose. A stage's output is mostly lines (every
+// cell's outcome, every download), with one count of the stage's work
+// under them; a multi-bar library (github.com/vbauerster/mpb was weighed:
+// a bar per parallel download or compile cell) redraws a block of bars,
+// which on two to eight parallel jobs adds motion without information the
+// lines do not already give, needs its own writer wrapped around every
+// line printed above the bars, and would be the one dependency of this
+// package. One bar, one mutex, about a hundred lines.
 package ui
 
 import (

@@ -1,19 +1,18 @@
 package vagrant
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
@@ -268,45 +267,20 @@ func writeBootCode(raw string, boot, core []byte, gapEnd int64) error {
 func (b Box) pack(img, dst string) error {
 	meta, _ := json.Marshal(map[string]any{"provider": "libvirt", "format": "qcow2", "virtual_size": b.SizeGiB})
 	vf := "Vagrant.configure(\"2\") do |config|\n  config.vm.provider :libvirt do |lv|\n    lv.disk_bus = \"virtio\"\n  end\nend\n"
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".box-*")
+	tmp, err := fsx.Create(dst, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	tw := tar.NewWriter(tmp)
-	for _, e := range []struct {
-		name string
-		data []byte
-	}{{"metadata.json", meta}, {"Vagrantfile", []byte(vf)}} {
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), ModTime: time.Now()}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return err
-		}
-	}
-	f, err := os.Open(img)
+	defer tmp.Discard()
+	err = fsx.WriteTarFiles(tmp, []fsx.TarEntry{
+		{Name: "metadata.json", Data: meta},
+		{Name: "Vagrantfile", Data: []byte(vf)},
+		{Name: "box.img", Path: img},
+	})
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: "box.img", Mode: 0o644, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
-		return err
-	}
-	if _, err := io.Copy(tw, f); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return tmp.Commit()
 }
 
 // run runs a command, quoting the end of its output in the error.

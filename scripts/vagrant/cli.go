@@ -58,9 +58,14 @@ func (c *CLI) run(ctx context.Context, args ...string) (string, error) {
 
 // runTo is run with the output shown on out (nil: not shown).
 func (c *CLI) runTo(ctx context.Context, out io.Writer, args ...string) (string, error) {
+	return c.runEnv(ctx, out, nil, args...)
+}
+
+// runEnv is runTo with env added to the environment of this run only.
+func (c *CLI) runEnv(ctx context.Context, out io.Writer, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, c.Bin, args...)
 	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Env = append(append(os.Environ(), c.Env...), env...)
 	var buf bytes.Buffer
 	w := io.Writer(&buf)
 	if out != nil {
@@ -86,13 +91,20 @@ func (c *CLI) Up(ctx context.Context, machine string) error {
 	return err
 }
 
-// Halt shuts machine down; force pulls the plug.
+// Halt shuts machine down; force pulls the plug. A forced halt also sets
+// VM_HALT_NOW=1, with which the Vagrantfile leaves no time for a graceful
+// halt: vagrant-libvirt 0.11 ignores --force, asks the guest (ACPI) to
+// shut down, and, when a panicked or hung guest does not, fails with a
+// timeout instead of powering it off; with no time left it powers off at
+// once.
 func (c *CLI) Halt(ctx context.Context, machine string, force bool) error {
 	args := []string{"halt", machine}
+	var env []string
 	if force {
 		args = append(args, "--force")
+		env = []string{"VM_HALT_NOW=1"}
 	}
-	_, err := c.run(ctx, args...)
+	_, err := c.runEnv(ctx, c.Out, env, args...)
 	return err
 }
 

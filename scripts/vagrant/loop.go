@@ -1,11 +1,12 @@
 package vagrant
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,14 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/falcosecurity/libs/test/vm/scripts/archive"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
-	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
-	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/sshx"
-	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+	"github.com/falcosecurity/libs/test/vm/scripts/vm/loop"
 )
 
 // providerName resolves "auto" the way the VM stage does when it hands a
@@ -32,133 +32,72 @@ func providerName(cfg *config.Config) string {
 	return "virtualbox"
 }
 
-// outcome is a classified cell ready to be recorded.
-type outcome struct {
-	cell    cell
-	o       guest.Outcome
-	log     string // relative to the build dir
-	seconds float64
+// lifecycle is what the loop needs of Vagrant's CLI (*CLI): bringing a VM
+// up, pulling its plug, and how to reach it.
+type lifecycle interface {
+	Up(ctx context.Context, machine string) error
+	Halt(ctx context.Context, machine string, force bool) error
+	SSHConfig(ctx context.Context, machine string) (sshx.Config, error)
 }
 
-// looper runs the loop of one group's VM.
+// looper is one Vagrant machine as a lane of the test loop: its kernels one
+// after the other in the one VM. Its first run brings the VM up (halting
+// it first when an interrupted loop could not) and uploads every cell's
+// files; each job makes its kernel the grub default, reboots into it and
+// checks uname -r; before each cell after the first the guest is made
+// fresh (a reboot after a kmod cell, a hard reset after a guest was lost).
+// A cell is classified as the qemu provider classifies it, with the
+// serial console written during the cell: a guest that panics is
+// fail/panic. A kernel that was not installed or does not come up is an
+// error for its cells, and the lane goes on with the next kernel; a VM
+// that does not come back after a hard reset ends the lane.
 type looper struct {
 	cfg      *config.Config
 	out      *ui.Printer
-	cli      *CLI
+	cli      lifecycle
 	provider string
 	group    string
+	jobs     []loop.Job
 	g        *machine
-	files    *guestFiles // where the group's files are in the guest
-	summary  []outcome
+	cells    map[string]guest.PlanCell // the lane's cells as the guest agent runs them
+	base     string                    // the guest directory of the lane's files: remoteBase in the login user's home
+	// agent is the guest agent on the host (BuildAgent's; a test's
+	// guest that is this host takes a stand-in).
+	agent   string
+	console consoleLog // the guest's serial console, as the hypervisor logs it
+	st      *stateFile
+	// rebootGuest restarts the guest and checks it runs unameR (reboot;
+	// a test's guest that is this host replaces it).
+	rebootGuest func(ctx context.Context, unameR string) error
+
+	ready   bool           // the VM is up, connected, with the files
+	current string         // the kernel the guest was booted into for the current job
+	dirty   bool           // a cell ran since the guest was last made fresh
+	last    string         // the driver of that cell
+	lost    bool           // the guest stopped answering during that cell
+	broken  error          // the lane can run nothing more
+	runs    map[string]int // attempts per cell, for the logs
 }
 
-// Loop tests the compiled drivers on the kernels of group ("" for every
-// group with a Vagrant machine), in the VM Init prepared: kernels in a
-// shuffled order (seed cfg.Seed, printed; 0 picks one), each made the grub
-// default, rebooted into and verified with `uname -r`; then its cells, kmod
-// first with a reboot after each. A kernel that does not come up is an
-// error for its cells, and the loop goes on with the next kernel.
-func Loop(ctx context.Context, cfg *config.Config, out *ui.Printer, group string) error {
-	start := time.Now()
-	m, err := kernel.LoadManifest(cfg.BuildDir)
-	if err != nil {
-		return fmt.Errorf("loop: %w", err)
-	}
-	if group != "" && machines[group] == nil {
-		return fmt.Errorf("loop: no Vagrant machine for VM group %q (machines: %s)", group, strings.Join(Groups(), ", "))
-	}
-	provider := providerName(cfg)
-	cli, err := NewCLI(cfg.Root, stateDir(cfg), provider, out.Writer())
-	if err != nil {
-		return err
-	}
-	seed := cfg.Seed
-	if seed == 0 {
-		seed = time.Now().UnixNano() & (1<<31 - 1)
-	}
-	out.Linef("loop: kernel order seed %d (repeat it with VM_SEED=%d)", seed, seed)
-	if err := results.Update(cfg.Path("results.json"), func(f *results.File) error {
-		f.Run.Provider, f.Run.Seed, f.Run.Accel, f.Run.Time = provider, seed, "", time.Now().UTC()
-		return nil
-	}); err != nil {
-		return err
-	}
-	var errs []error
-	var summary []outcome
-	groups := groupsOf(m, group)
-	if len(groups) == 0 {
-		want := group
-		if want == "" {
-			want = strings.Join(Groups(), ", ")
-		}
-		out.Linef("loop: no kernel of the grid is in a Vagrant group (%s); nothing to test", want)
-	}
-	for _, grp := range groups {
-		l := &looper{cfg: cfg, out: out, cli: cli, provider: provider, group: grp}
-		err := l.run(ctx, m, seed)
-		summary = append(summary, l.summary...)
-		if err != nil {
-			if ctx.Err() != nil {
-				// Interrupted: stop the VM (it stays defined, with its
-				// kernels, for the next loop) rather than leave it running.
-				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-				out.Linef("loop %s: interrupted, halting the VM", grp)
-				cli.Halt(hctx, grp, true)
-				cancel()
-				return err
-			}
-			out.Linef("loop %s: %v", grp, err)
-			errs = append(errs, fmt.Errorf("%s: %w", grp, err))
-		}
-	}
-	printSummary(out, summary, time.Since(start))
-	return errors.Join(errs...)
+func newLooper(cfg *config.Config, out *ui.Printer, cli lifecycle, provider, group string) *looper {
+	l := &looper{cfg: cfg, out: out, cli: cli, provider: provider, group: group, console: consoleLog{consolePath(cfg, group)}, runs: map[string]int{}}
+	l.rebootGuest = l.reboot
+	return l
 }
 
-func (l *looper) run(ctx context.Context, m *kernel.Manifest, seed int64) (err error) {
-	cfg := l.cfg
-	st, err := readState(cfg, l.group)
-	if err != nil {
-		return err
-	}
-	rf, err := results.Load(cfg.Path("results.json"))
-	if err != nil {
-		return err
-	}
-	type work struct {
-		k     kernel.Entry
-		cells []cell
-	}
-	var todo []work
-	var all []cell
-	for _, e := range m.Kernels {
-		if e.VM != l.group || e.Error != "" {
-			continue
-		}
-		p := testplan.For(cfg, e, rf)
-		cells := p.Todo
-		if p.Kept > 0 {
-			l.out.Linef("loop %s: %s: %d cells passed before, kept (VM_RETEST=all tests them again)", l.group, e.UnameR, p.Kept)
-		}
-		if len(p.NoScapOpen) > 0 {
-			l.out.Linef("loop %s: %s: %d cells not run: %s", l.group, e.UnameR, len(p.NoScapOpen), testplan.NoScapOpen)
-			if err := testplan.RecordNotRun(cfg, p.NoScapOpen, testplan.NoScapOpen, l.provider); err != nil {
-				return err
-			}
-		}
-		if len(cells) == 0 {
-			continue
-		}
-		todo = append(todo, work{e, orderCells(cells)})
-		all = append(all, cells...)
-	}
-	if len(todo) == 0 {
-		l.out.Linef("loop %s: nothing to test", l.group)
-		return nil
-	}
-	r := rand.New(rand.NewPCG(uint64(seed), uint64(seed)>>32|1))
-	r.Shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
+// Jobs are the group's kernels, in the loop's order.
+func (l *looper) Jobs() []loop.Job { return l.jobs }
 
+// prepare brings the VM up and uploads every file the lane's cells need.
+func (l *looper) prepare(ctx context.Context) error {
+	st, err := readState(l.cfg, l.group)
+	if err != nil {
+		return err
+	}
+	l.st = st
+	if err := finishPendingHalt(ctx, l.cfg, l.cli, l.out, l.group); err != nil {
+		return err
+	}
 	if err := l.cli.Up(ctx, l.group); err != nil {
 		return err
 	}
@@ -166,34 +105,170 @@ func (l *looper) run(ctx context.Context, m *kernel.Manifest, seed int64) (err e
 	if err != nil {
 		return err
 	}
-	defer l.g.ssh.Close()
-	l.files = placeFiles(all)
-	if err := l.upload(ctx, l.files); err != nil {
+	if err := l.place(ctx); err != nil {
 		return err
 	}
-	for _, w := range todo {
-		if !slices.Contains(st.Kernels, w.k.UnameR) {
-			l.fail(w.cells, fmt.Sprintf("kernel %s is not installed in VM %s (run init again)", w.k.UnameR, l.group))
-			continue
+	l.ready = true
+	return nil
+}
+
+// Run runs j's cells on its kernel: see looper.
+func (l *looper) Run(ctx context.Context, j loop.Job, done func(loop.Attempt)) error {
+	if l.broken != nil {
+		return l.broken
+	}
+	if !l.ready {
+		if err := l.prepare(ctx); err != nil {
+			return err
 		}
-		if err := l.kernel(ctx, w.k, w.cells); err != nil {
+	}
+	unameR := j.Kernel.UnameR
+	if !slices.Contains(l.st.Kernels, unameR) {
+		l.fail(j.Cells, notInstalled(l.st, unameR), done)
+		return nil
+	}
+	if l.lost && l.current != unameR {
+		// The next kernel needs a guest that answers.
+		if err := l.recover(ctx); err != nil {
+			return vmLostError{err}
+		}
+		l.lost, l.dirty, l.current = false, false, ""
+	}
+	if l.current != unameR {
+		l.out.Linef("loop %s: next up kernel %s (%d cells)", l.group, unameR, len(j.Cells))
+		if err := l.bootRetrying(ctx, unameR); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			l.out.Linef("loop %s: kernel %s did not come up: %v", l.group, unameR, err)
+			l.current, l.dirty = "", false
+			if err := l.leaveAnswering(ctx); err != nil {
+				l.broken = err
+			}
+			l.fail(j.Cells, fmt.Sprintf("kernel %s did not come up: %v", unameR, err), done)
+			return nil
+		}
+		l.current, l.dirty = unameR, false
+	}
+	for i, c := range j.Cells {
+		if l.dirty {
+			if err := l.freshen(ctx, unameR, l.lost, l.last); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				l.out.Linef("loop %s: kernel %s: guest not ready for the next cell: %v", l.group, unameR, err)
+				l.current, l.dirty, l.lost = "", false, false
+				if errors.As(err, new(vmLostError)) {
+					l.broken = err
+				} else if err := l.leaveAnswering(ctx); err != nil {
+					l.broken = err
+				}
+				l.fail(j.Cells[i:], fmt.Sprintf("kernel %s: guest not ready for this cell: %v", unameR, err), done)
+				return nil
+			}
+			l.lost = false
+		}
+		a, lost, err := l.runCell(ctx, c)
+		if err != nil {
+			return err
+		}
+		done(a)
+		l.dirty, l.last, l.lost = true, c.Driver, lost
+	}
+	return nil
+}
+
+// Close leaves the VM running and answering for the next loop when the
+// lane ran to its end. Interrupted, it stops the VM (it stays defined,
+// with its kernels, for the next loop) rather than leave it running a
+// cell: the halt outlasts the few seconds mage gives the targets after
+// Ctrl-C, so it is recorded first, and the next loop finishes it when
+// this process could not.
+func (l *looper) Close(ctx context.Context, interrupted bool) error {
+	if l.g != nil {
+		defer l.g.ssh.Close()
+	}
+	if !l.ready {
+		return nil
+	}
+	if interrupted {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		l.out.Linef("loop %s: interrupted, halting the VM (recorded in %s until it is done)", l.group, haltPendingPath(l.cfg, l.group))
+		if err := os.WriteFile(haltPendingPath(l.cfg, l.group), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+			l.out.Linef("loop %s: %v", l.group, err)
+		}
+		if l.cli.Halt(hctx, l.group, true) == nil {
+			os.Remove(haltPendingPath(l.cfg, l.group))
+		}
+		return nil
+	}
+	if l.lost && l.broken == nil {
+		return l.recover(ctx)
+	}
+	return nil
+}
+
+// notInstalled is why the cells of a kernel missing from the VM are not
+// run: the installer's words when Init recorded them.
+func notInstalled(st *stateFile, unameR string) string {
+	if why, ok := st.Failed[unameR]; ok {
+		return fmt.Sprintf("kernel %s could not be installed in VM %s: %s", unameR, st.Machine, why)
+	}
+	return fmt.Sprintf("kernel %s is not installed in VM %s (run init again)", unameR, st.Machine)
+}
+
+// place plans the lane's cells (loop.GuestPlan, under remoteBase in the
+// login user's home) and uploads the guest agent and the cells' files:
+// scap-open roots, probes, modules.
+func (l *looper) place(ctx context.Context) error {
+	home, err := l.g.ssh.Output(ctx, "pwd")
+	if err != nil {
+		return err
+	}
+	l.base = path.Join(strings.TrimSpace(home), remoteBase)
+	if l.agent == "" {
+		if l.agent, err = loop.BuildAgent(ctx, l.cfg); err != nil {
+			return err
+		}
+	}
+	plan, files, err := loop.GuestPlan(l.cfg, l.jobs, l.base)
+	if err != nil {
+		return err
+	}
+	l.cells = map[string]guest.PlanCell{}
+	for _, c := range plan.Cells {
+		l.cells[c.ID] = c
+	}
+	files = append(files, loop.GuestFile{Guest: path.Join(l.base, "agent"), Host: l.agent})
+	for _, f := range files {
+		switch {
+		case f.Tree:
+			err = uploadTree(ctx, l.g.ssh, f.Host, f.Guest)
+		case f.Module:
+			var b []byte
+			if b, err = loop.ReadModule(f.Host); err == nil {
+				err = uploadBytes(ctx, l.g.ssh, b, f.Guest)
+			}
+		default:
+			err = l.g.ssh.Upload(ctx, f.Host, f.Guest, 0o755, nil)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// upload puts scap-open roots, probes and modules into the guest.
-func (l *looper) upload(ctx context.Context, gf *guestFiles) error {
-	for dir, host := range gf.Trees {
-		if err := uploadTree(ctx, l.g.ssh, host, dir); err != nil {
-			return err
-		}
+// uploadBytes writes b to file p of the guest.
+func uploadBytes(ctx context.Context, c *sshx.Client, b []byte, p string) error {
+	var errb strings.Builder
+	st, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && cat > %s", sshx.Quote(path.Dir(p)), sshx.Quote(p)), bytes.NewReader(b), nil, &errb)
+	if err == nil && st != 0 {
+		err = fmt.Errorf("exit status %d: %s", st, strings.TrimSpace(errb.String()))
 	}
-	for dst, src := range gf.Files {
-		if err := l.g.ssh.Upload(ctx, src, dst, 0o755, nil); err != nil {
-			return err
-		}
+	if err != nil {
+		return fmt.Errorf("upload to %s: %w", p, err)
 	}
 	return nil
 }
@@ -208,7 +283,7 @@ func uploadTree(ctx context.Context, c *sshx.Client, host, dir string) error {
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(archive.WriteTree(pw, host, archive.TreeOptions{RootOwned: true}))
+		pw.CloseWithError(fsx.WriteTar(pw, host, fsx.TarOptions{RootOwned: true}))
 	}()
 	var errb strings.Builder
 	st, err := c.Run(ctx, fmt.Sprintf("mkdir -p %s && tar -x -C %s", sshx.Quote(dir), sshx.Quote(dir)), pr, nil, &errb)
@@ -236,7 +311,7 @@ func (l *looper) boot(ctx context.Context, unameR string) error {
 		return err
 	}
 	l.out.Linef("loop %s: configured next kernel %s in grub, rebooting", l.group, unameR)
-	return l.reboot(ctx, unameR)
+	return l.rebootGuest(ctx, unameR)
 }
 
 // reboot restarts the guest and checks that it runs unameR.
@@ -297,203 +372,147 @@ func (l *looper) recover(ctx context.Context) error {
 	return nil
 }
 
-// kernel runs the cells of one kernel. It returns an error only when the
-// VM is lost for good; a kernel that does not come up fails its cells.
-func (l *looper) kernel(ctx context.Context, k kernel.Entry, cells []cell) error {
-	l.out.Linef("loop %s: next up kernel %s (%d cells)", l.group, k.UnameR, len(cells))
-	if err := l.bootRetrying(ctx, k.UnameR); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		l.out.Linef("loop %s: kernel %s did not come up: %v", l.group, k.UnameR, err)
-		l.fail(cells, fmt.Sprintf("kernel %s did not come up: %v", k.UnameR, err))
-		if l.g.ssh.WaitReady(ctx, 30*time.Second) == nil {
-			return nil // the guest answers (e.g. on its previous kernel)
-		}
-		return l.recover(ctx)
+// ensureKernel makes sure the guest runs unameR, booting it only when it
+// does not (a guest reset by recover comes back on grub's default, which
+// is already unameR).
+func (l *looper) ensureKernel(ctx context.Context, unameR string) error {
+	got, err := l.g.ssh.Output(ctx, "uname -r")
+	if err == nil && strings.TrimSpace(got) == unameR {
+		return nil
 	}
-	for i, c := range cells {
-		lost, err := l.runCell(ctx, c)
-		if err != nil {
-			return err
-		}
-		last := i == len(cells)-1
-		switch {
-		case lost:
-			if err := l.recover(ctx); err != nil {
-				l.fail(cells[i+1:], err.Error())
-				return err
-			}
-			if !last {
-				if err := l.boot(ctx, k.UnameR); err != nil {
-					l.fail(cells[i+1:], fmt.Sprintf("kernel %s did not come up again: %v", k.UnameR, err))
-					return nil
-				}
-			}
-		case c.Driver == "kmod" && !last:
-			// The module stays loaded; only a reboot gives the next cell
-			// a clean kernel, as in the original.
-			if err := l.reboot(ctx, k.UnameR); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				l.fail(cells[i+1:], fmt.Sprintf("reboot after kmod cell %s: %v", c.ID(), err))
-				return l.recover(ctx)
-			}
-		}
-	}
-	return nil
+	return l.bootRetrying(ctx, unameR)
 }
 
-// runCell runs one cell over ssh, streaming scap-open's output, and
-// records its outcome. lost says the guest stopped answering during it.
-func (l *looper) runCell(ctx context.Context, c cell) (lost bool, err error) {
+// vmLostError is a VM that did not come back after a hard reset: nothing
+// more can run in it.
+type vmLostError struct{ error }
+
+func (e vmLostError) Unwrap() error { return e.error }
+
+// freshen makes the guest ready for another cell on unameR: a guest that
+// was lost gets a hard reset and, if it does not come back on unameR, a
+// boot into it; after a kmod cell a reboot (the module stays loaded, and
+// only a reboot gives a clean kernel, as in the original); otherwise a
+// check that the guest still runs unameR.
+func (l *looper) freshen(ctx context.Context, unameR string, lost bool, driver string) error {
+	switch {
+	case lost:
+		if err := l.recover(ctx); err != nil {
+			return vmLostError{err}
+		}
+		return l.ensureKernel(ctx, unameR)
+	case driver == layout.Kmod:
+		return l.rebootGuest(ctx, unameR)
+	}
+	return l.ensureKernel(ctx, unameR)
+}
+
+// leaveAnswering makes sure the guest answers (on whatever kernel), with a
+// hard reset if it does not; an error means the VM is gone.
+func (l *looper) leaveAnswering(ctx context.Context) error {
+	if l.g.ssh.WaitReady(ctx, 30*time.Second) == nil {
+		return nil
+	}
+	return l.recover(ctx)
+}
+
+// runCell runs one attempt of a cell over ssh: the guest agent's run mode
+// (`agent run PLAN`, as root) on a plan of that cell alone, so that load
+// and capture are timed and classified exactly as in a qemu VM. The serial
+// console written meanwhile goes to the classification too: a guest that
+// panicked is fail/panic with the console's panic lines. lost says the
+// guest stopped answering during the cell.
+func (l *looper) runCell(ctx context.Context, c cell) (a loop.Attempt, lost bool, err error) {
 	cfg := l.cfg
 	t0 := time.Now()
-	root := l.files.Roots[c.ScapOpen]
-	script := cellScript(c, root, cfg.MinEvents, int(cfg.TestTime.Seconds()))
-	fmt.Fprintf(l.out.Writer(), "=== %s (test run for compiler/kernel %s/%s)\n", c.ID(), c.Compiler, c.Kernel)
-	var buf strings.Builder
-	w := &lineFilter{w: l.out.Writer()}
-	// Bound the cell: capture time, module load and BPF verification under
-	// emulation, plus the timeout's own grace.
-	cctx, cancel := context.WithTimeout(ctx, cfg.TestTime+5*time.Minute)
-	defer cancel()
-	st, runErr := l.g.ssh.Run(cctx, "sudo sh -s", strings.NewReader(script), io.MultiWriter(&buf, w), io.MultiWriter(&buf, w))
-	w.Flush()
+	l.runs[c.ID()]++
+	pc := l.cells[c.ID()]
+	plan := guest.Plan{NumEvents: cfg.MinEvents, LoadSeconds: int(cfg.LoadTime.Seconds()), TestSeconds: int(cfg.TestTime.Seconds()),
+		Roots: []string{pc.Root}, Cells: []guest.PlanCell{pc}}
+	if b := pc.Behaviour; b != nil && b.Root != "" {
+		plan.Roots = append(plan.Roots, b.Root) // drivers_test's, prepared like scap-open's
+	}
+	b, err := json.Marshal(plan)
+	if err != nil {
+		return a, false, err
+	}
+	planPath := path.Join(l.base, "plan.json")
+	l.out.Linef("loop %s: running %s", l.group, c.ID())
+	mark := l.console.mark()
+	var stdout, stderr strings.Builder
+	st, runErr := -1, uploadBytes(ctx, l.g.ssh, b, planPath)
+	if runErr == nil {
+		// The agent bounds the cell; this bounds the agent.
+		cctx, cancel := context.WithTimeout(ctx, loop.CellLimit(cfg, time.Minute))
+		st, runErr = l.g.ssh.Run(cctx, "sudo "+sshx.Quote(path.Join(l.base, "agent"))+" run "+sshx.Quote(planPath), nil, &stdout, &stderr)
+		cancel()
+	}
 	if ctx.Err() != nil {
-		return false, ctx.Err()
+		return a, false, ctx.Err()
 	}
-	var o guest.Outcome
-	var rec *guest.Record
-	if runErr != nil || st != 0 {
-		vmErr := runErr
-		if vmErr == nil {
-			vmErr = fmt.Errorf("cell script exit status %d", st)
-		}
-		o = guest.Classify(nil, true, buf.String(), vmErr, cfg.MinEvents)
-		lost = runErr != nil
-	} else {
-		var uname string
-		rec, uname = parseCell(buf.String())
-		o = guest.Classify(rec, true, "", nil, cfg.MinEvents)
-		if uname != c.Kernel {
-			o = guest.Outcome{Status: guest.Error, Events: -1, Reason: fmt.Sprintf("cell ran on kernel %q, want %s", uname, c.Kernel)}
-		}
+	console, cerr := l.console.since(mark)
+	if cerr != nil {
+		l.out.Linef("loop %s: %s: %v", l.group, c.ID(), cerr)
 	}
-	res := outcome{cell: c, o: o, seconds: time.Since(t0).Seconds()}
-	logPath := cfg.Path("logs", "test", c.Kernel, logName(c.Cell)+".log")
-	if err := writeCellLog(logPath, c, l.provider, l.group, rec, o, buf.String(), res.seconds); err != nil {
-		return lost, err
+	o, rec := classifyCell(c, stdout.String(), stderr.String(), console, st, runErr, cfg.MinEvents)
+	a = loop.Attempt{Cell: c, Outcome: o, Record: rec, Seconds: time.Since(t0).Seconds(), VM: l.vmLine(c)}
+	a.VM += fmt.Sprintf(", %.1fs", a.Seconds)
+	a.Console = l.consoleRel()
+	if rec == nil {
+		// What the agent said before it, or the guest, stopped.
+		a.Sections = append(a.Sections, loop.Section{Title: "guest agent output", Body: stdout.String() + stderr.String()})
 	}
-	res.log, _ = filepath.Rel(cfg.BuildDir, logPath)
-	fmt.Fprintf(l.out.Writer(), "--- %s: %s: %s (log %s)\n", c.ID(), strings.ToUpper(o.String()), o.Reason, res.log)
-	return lost, l.record(res)
+	if lines := consoleExcerpt(console); len(lines) > 0 {
+		a.Sections = append(a.Sections, loop.Section{Title: "serial console during the cell", Body: strings.Join(lines, "\n")})
+	}
+	return a, runErr != nil, nil
 }
 
-// lineFilter passes output to w without the marker lines meant for the
-// host.
-type lineFilter struct {
-	w    io.Writer
-	part []byte
-}
-
-func (f *lineFilter) Write(p []byte) (int, error) {
-	f.part = append(f.part, p...)
-	for {
-		i := slices.Index(f.part, '\n')
-		if i < 0 {
-			break
-		}
-		line := f.part[:i+1]
-		if !strings.HasPrefix(string(line), marker) {
-			f.w.Write(line)
-		}
-		f.part = f.part[i+1:]
+// vmLine says where a cell ran, for its log.
+func (l *looper) vmLine(c cell) string {
+	s := fmt.Sprintf("%s machine %s", l.provider, l.group)
+	if n := l.runs[c.ID()]; n > 1 {
+		s += fmt.Sprintf(", attempt %d", n)
 	}
-	return len(p), nil
+	return s
 }
 
-// Flush writes a last unterminated line.
-func (f *lineFilter) Flush() {
-	if len(f.part) > 0 && !strings.HasPrefix(string(f.part), marker) {
-		f.w.Write(append(f.part, '\n'))
+// consoleRel is the console log's path relative to the build directory
+// (as it is when the build directory does not hold it).
+func (l *looper) consoleRel() string {
+	if rel, err := filepath.Rel(l.cfg.BuildDir, l.console.path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
 	}
-	f.part = nil
+	return l.console.path
 }
 
-// fail records every cell as an error with reason.
-func (l *looper) fail(cells []cell, reason string) {
+// fail reports an error attempt with reason for every cell, final: the
+// provider already did what a retry would.
+func (l *looper) fail(cells []cell, reason string, done func(loop.Attempt)) {
 	for _, c := range cells {
-		res := outcome{cell: c, o: guest.Outcome{Status: guest.Error, Events: -1, Reason: reason}}
-		logPath := l.cfg.Path("logs", "test", c.Kernel, logName(c.Cell)+".log")
-		if err := writeCellLog(logPath, c, l.provider, l.group, nil, res.o, "", 0); err == nil {
-			res.log, _ = filepath.Rel(l.cfg.BuildDir, logPath)
-		}
-		if err := l.record(res); err != nil {
-			l.out.Linef("loop %s: %v", l.group, err)
-		}
+		done(loop.Attempt{Cell: c, Outcome: guest.Outcome{Status: guest.Error, Events: -1, Reason: reason}, Final: true,
+			VM: fmt.Sprintf("%s machine %s", l.provider, l.group)})
 	}
 }
 
-// record merges a cell's outcome into results.json, as the qemu provider
-// does, and on a pass keeps the artifact in
-// build/driver_ok/<compiler>/<uname-r>.<ext>.
-func (l *looper) record(o outcome) error {
-	t := results.Test{
-		Status: o.o.Status, Kind: o.o.Kind, Events: max(o.o.Events, 0), Reason: o.o.Reason,
-		Log: o.log, Attempts: 1, Seconds: o.seconds, Provider: l.provider,
-	}
-	if err := testplan.Record(l.cfg, o.cell, t); err != nil {
-		return err
-	}
-	l.summary = append(l.summary, o)
-	return nil
+// haltPendingPath records the halt an interrupted loop started on group's
+// VM, until the halt is done.
+func haltPendingPath(cfg *config.Config, group string) string {
+	return cfg.Path("vagrant", group+".halt-pending")
 }
 
-// logName is the cell's log file name, as the qemu provider names it.
-func logName(c results.Cell) string {
-	return strings.ReplaceAll(c.Compiler+"_"+c.Driver, "/", "_")
-}
-
-func writeCellLog(p string, c cell, provider, machine string, rec *guest.Record, o guest.Outcome, output string, seconds float64) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "cell:     %s\nartifact: %s\noutcome:  %s\nreason:   %s\nvm:       %s machine %s, %.1fs\n", c.ID(), c.Artifact, o, o.Reason, provider, machine, seconds)
-	if rec != nil {
-		fmt.Fprintf(&b, "guest:    scap-open %.1fs, exit %d, events %d, timed out %v\n", rec.Capture, rec.Exit, rec.Events, rec.TimedOut)
-		if rec.Load != "" {
-			fmt.Fprintf(&b, "load:     %s\n", rec.Load)
-		}
+// finishPendingHalt halts group's VM when an interrupted loop recorded a
+// halt it could not see to its end: the guest may still run the cell it
+// was interrupted in, with its driver loaded. The loop then brings the VM
+// up afresh.
+func finishPendingHalt(ctx context.Context, cfg *config.Config, cli lifecycle, out *ui.Printer, group string) error {
+	p := haltPendingPath(cfg, group)
+	if _, err := os.Stat(p); err != nil {
+		return nil
 	}
-	if output != "" {
-		fmt.Fprintf(&b, "\n--- guest output\n%s\n", strings.TrimRight(output, "\n"))
+	out.Linef("loop %s: an interrupted loop did not finish halting the VM; halting it now", group)
+	if err := cli.Halt(ctx, group, true); err != nil {
+		return fmt.Errorf("finish the halt of an interrupted loop: %w", err)
 	}
-	if len(o.Detail) > 0 {
-		fmt.Fprintf(&b, "\n--- evidence\n%s\n", strings.Join(o.Detail, "\n"))
-	}
-	if err := os.MkdirAll(path.Dir(p), 0o755); err != nil {
-		return err
-	}
-	return results.WriteFileAtomic(p, []byte(b.String()))
-}
-
-func printSummary(out *ui.Printer, summary []outcome, wall time.Duration) {
-	counts := map[string]int{}
-	var bad []outcome
-	for _, o := range summary {
-		counts[o.o.String()]++
-		if o.o.Status != guest.Pass {
-			bad = append(bad, o)
-		}
-	}
-	var parts []string
-	for _, k := range []string{"pass", "fail/load", "fail/events", "fail/panic", "skip", "error"} {
-		if counts[k] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
-		}
-	}
-	out.Linef("test: %d cells in %s: %s", len(summary), wall.Round(time.Second), strings.Join(parts, ", "))
-	for _, o := range bad {
-		out.Linef("  %s %s: %s (log %s)", o.o, o.cell.ID(), o.o.Reason, o.log)
-	}
+	return os.Remove(p)
 }

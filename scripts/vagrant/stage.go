@@ -6,23 +6,92 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+	"github.com/falcosecurity/libs/test/vm/scripts/vm/loop"
 )
 
-// Provider is the Vagrant provider as the VM stage dispatches to it: its
-// methods are Init and Loop.
-type Provider struct{}
+// Provider is the Vagrant provider, with VirtualBox or libvirt
+// (Hypervisor): one long-lived VM per VM group of the grid (the
+// Vagrantfile's machines), with the group's kernels installed by Init,
+// switched through grub and rebooted into; cells run over ssh.
+type Provider struct {
+	Hypervisor string // virtualbox or libvirt, the VM_PROVIDER value
+}
+
+// Name is the VM_PROVIDER value.
+func (p Provider) Name() string { return p.Hypervisor }
 
 // Init is the package's Init.
 func (Provider) Init(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	return Init(ctx, cfg, out)
 }
 
-// Loop is the package's Loop.
-func (Provider) Loop(ctx context.Context, cfg *config.Config, out *ui.Printer, group string) error {
-	return Loop(ctx, cfg, out, group)
+// Prepare is the package's Prepare: the VMs an earlier init prepared
+// for these kernels are kept.
+func (Provider) Prepare(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
+	return Prepare(ctx, cfg, out)
+}
+
+// Kernels are the grid's kernels of group ("" for every group with a
+// Vagrant machine) that the kernel stage fetched.
+func (Provider) Kernels(cfg *config.Config, out *ui.Printer, m *kernel.Manifest, group string) ([]kernel.Entry, error) {
+	if group != "" && machines[group] == nil {
+		return nil, fmt.Errorf("loop: no Vagrant machine for VM group %q (machines: %s)", group, strings.Join(Groups(), ", "))
+	}
+	groups := groupsOf(m, group)
+	if len(groups) == 0 {
+		want := group
+		if want == "" {
+			want = strings.Join(Groups(), ", ")
+		}
+		out.Linef("loop: no kernel of the grid is in a Vagrant group (%s); nothing to test", want)
+	}
+	var ks []kernel.Entry
+	for _, k := range m.Kernels {
+		if !slices.Contains(groups, k.VM) {
+			continue
+		}
+		if k.Error != "" {
+			out.Linef("test: %s: skipped, kernel not available: %s", k.UnameR, k.Error)
+			continue
+		}
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
+// Open makes one lane per VM group: its kernels in the loop's order, each
+// kernel's cells kmod first (see orderCells). The groups' VMs run one
+// after the other, as in the original.
+func (p Provider) Open(ctx context.Context, cfg *config.Config, out *ui.Printer, jobs []loop.Job) (*loop.Session, error) {
+	cli, err := newCLI(cfg, out)
+	if err != nil {
+		return nil, err
+	}
+	s := &loop.Session{Parallel: 1}
+	lanes := map[string]*looper{}
+	for _, j := range jobs {
+		l := lanes[j.Kernel.VM]
+		if l == nil {
+			l = newLooper(cfg, out, cli, cli.Provider, j.Kernel.VM)
+			lanes[j.Kernel.VM] = l
+			s.Lanes = append(s.Lanes, l)
+		}
+		j.Cells = orderCells(j.Cells)
+		l.jobs = append(l.jobs, j)
+	}
+	return s, nil
+}
+
+// Cleanup is the package's Cleanup.
+func (Provider) Cleanup(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
+	return Cleanup(ctx, cfg, out)
 }
 
 // Cleanup destroys every VM that Init created (those with Vagrant state in
@@ -36,7 +105,7 @@ func Cleanup(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 		out.Linef("cleanup: vagrant state in %s but no vagrant on PATH; VMs (if any) are left alone", stateDir(cfg))
 		return nil
 	}
-	cli, err := NewCLI(cfg.Root, stateDir(cfg), providerName(cfg), out.Writer())
+	cli, err := newCLI(cfg, out)
 	if err != nil {
 		return err
 	}
@@ -57,4 +126,20 @@ func Cleanup(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	return nil
+}
+
+// newCLI is the CLI of the build directory's VMs: Vagrant's state in the
+// build directory, the provider cfg selects, and the console directory
+// the Vagrantfile logs the machines' serial consoles into.
+func newCLI(cfg *config.Config, out *ui.Printer) (*CLI, error) {
+	cli, err := NewCLI(cfg.Root, stateDir(cfg), providerName(cfg), out.Writer())
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(consoleDir(cfg))
+	if err != nil {
+		return nil, err
+	}
+	cli.Env = append(cli.Env, "VM_CONSOLE_DIR="+dir)
+	return cli, nil
 }

@@ -13,11 +13,11 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/grub"
-	"github.com/falcosecurity/libs/test/vm/scripts/guest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/results"
-	"github.com/falcosecurity/libs/test/vm/scripts/testplan"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+	"github.com/falcosecurity/libs/test/vm/scripts/vm/loop"
 )
 
 // repoRoot is the directory of the Vagrantfile.
@@ -50,9 +50,17 @@ func TestVagrantfileValidates(t *testing.T) {
 	if err != nil || !strings.Contains(out, "validated successfully") {
 		t.Fatalf("vagrant validate: %v\n%s", err, out)
 	}
-	out, err = vagrant(t, []string{"VM_LIBVIRT_DRIVER=qemu", "VM_IP_DEBIAN=none", "VM_MEMORY=1024"}, "validate")
-	if err != nil {
-		t.Fatalf("vagrant validate with settings: %v\n%s", err, out)
+	// With the serial console log, in both providers' settings
+	// (VirtualBox's validated without asking for the provider, which is
+	// not usable here).
+	for _, env := range [][]string{
+		{"VM_LIBVIRT_DRIVER=qemu", "VM_IP_DEBIAN=none", "VM_MEMORY=1024", "VM_CONSOLE_DIR=" + t.TempDir()},
+		{"VM_CONSOLE_DIR=" + t.TempDir(), "VAGRANT_DEFAULT_PROVIDER=libvirt", "VM_HALT_NOW=1"},
+	} {
+		out, err = vagrant(t, env, "validate")
+		if err != nil {
+			t.Fatalf("vagrant validate with %v: %v\n%s", env, err, out)
+		}
 	}
 	// Every group the Go side knows is a machine of the Vagrantfile.
 	out, err = vagrant(t, nil, "status", "--machine-readable")
@@ -68,11 +76,32 @@ func TestVagrantfileValidates(t *testing.T) {
 	for env, want := range map[string]string{
 		"VM_LIBVIRT_DRIVER=xen": `VM_LIBVIRT_DRIVER="xen": want kvm or qemu`,
 		"VM_CPUS=two":           `VM_CPUS="two": want a positive whole number`,
+		"VM_CONSOLE_DIR=build":  `VM_CONSOLE_DIR="build": want an absolute directory`,
 	} {
 		out, err := vagrant(t, []string{env}, "validate")
 		if err == nil || !strings.Contains(out, want) {
 			t.Errorf("%s: err %v, output:\n%s", env, err, out)
 		}
+	}
+}
+
+// A forced halt asks the Vagrantfile to power off at once (vagrant-libvirt
+// ignores --force); a plain halt does not.
+func TestHaltForce(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	bin := filepath.Join(dir, "vagrant")
+	writeFile(t, bin, "#!/bin/sh\necho \"$* now=$VM_HALT_NOW state=$VAGRANT_DOTFILE_PATH\" >> "+calls+"\n")
+	c := &CLI{Bin: bin, Dir: dir, Provider: "libvirt", Env: []string{"VAGRANT_DOTFILE_PATH=/s"}}
+	if err := c.Halt(t.Context(), "debian", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Halt(t.Context(), "debian", false); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(calls)
+	if want := "halt debian --force now=1 state=/s\nhalt debian now= state=/s\n"; string(b) != want {
+		t.Errorf("calls %q, want %q", b, want)
 	}
 }
 
@@ -125,75 +154,157 @@ func TestFamiliesSetDefault(t *testing.T) {
 }
 
 func TestInstallCommands(t *testing.T) {
-	got := deb.installCmd([]string{"test-vm/kernels/x/linux-image.deb"})
-	if !strings.Contains(got, "apt-get install -y --no-install-recommends ./test-vm/kernels/x/linux-image.deb") || !strings.Contains(got, "|| sudo env DEBIAN_FRONTEND=noninteractive dpkg -i") {
+	// One apt transaction, and no dpkg -i that would leave a refused set
+	// half-installed.
+	got := deb.installCmd([]string{"test-vm/kernels/x/linux-image.deb", "test-vm/kernels/x/linux-base.deb"})
+	if got != "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades --no-install-recommends ./test-vm/kernels/x/linux-image.deb ./test-vm/kernels/x/linux-base.deb" {
 		t.Errorf("deb install: %s", got)
 	}
 	got = el7.installCmd([]string{"/home/vagrant/k 1.rpm"})
 	if got != "sudo yum -y --nogpgcheck localinstall '/home/vagrant/k 1.rpm'" {
 		t.Errorf("el7 install: %s", got)
 	}
-}
-
-func TestParseCell(t *testing.T) {
-	for name, tc := range map[string]struct {
-		output string
-		want   string
-		reason string
-	}{
-		"pass": {
-			output: marker + "uname 6.1.0-50-cloud-amd64\n[SCAP-OPEN]: Hello!\nEvents correctly captured (SCAP_SUCCESS): 595\n" + marker + "exit 0\n" + marker + "capture 2.5\n",
-			want:   "pass", reason: "595 events",
-		},
-		"newer wording, too few": {
-			output: marker + "uname k\nNumber of `SCAP_SUCCESS` (events correctly captured): 12\n" + marker + "exit 124\n",
-			want:   "fail/events", reason: "12 events, want >= 30",
-		},
-		"load failure": {
-			output: marker + "uname k\n" + marker + "load insmod: ERROR: could not insert module: Invalid module format\n" + marker + "kmsg scap: disagrees about version of symbol module_layout\n",
-			want:   "fail/load", reason: "disagrees about version",
-		},
-		"unsupported": {
-			output: marker + "uname k\nnot supported\n" + marker + "exit 95\n",
-			want:   "skip", reason: "exit 95",
-		},
-		"no BTF": {
-			output: marker + "uname k\n" + marker + "skip modern_bpf needs BTF: /sys/kernel/btf/vmlinux missing\n",
-			want:   "skip", reason: "needs BTF",
-		},
-		"verifier": {
-			output: marker + "uname k\nlibbpf: prog 'x': BPF program load failed: Permission denied\nerror\n" + marker + "exit 1\n",
-			want:   "fail/load", reason: "BPF program load failed",
-		},
-		"scap-open missing": {
-			output: marker + "uname k\nchroot: failed to run command '/scap-open': No such file or directory\n" + marker + "exit 127\n",
-			want:   "error", reason: "could not be started (exit 127)",
-		},
-		"script cut short": {
-			output: marker + "uname k\n[SCAP-OPEN]: Hello!\n",
-			want:   "error", reason: "without reporting",
-		},
+	undo := deb.undoCmd([]string{"linux-image-7.3.4+deb13-cloud-amd64", "linux-base"})
+	cmd := exec.Command("sh", "-n")
+	cmd.Stdin = strings.NewReader(undo)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(undo, "for p in linux-image-7.3.4+deb13-cloud-amd64 linux-base;") {
+		t.Errorf("undo %q: %v %s", undo, err, out)
+	}
+	for file, want := range map[string]string{
+		"/b/kernels/linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1_amd64.deb": "linux-image-7.3.4+deb13-cloud-amd64",
+		"linux-base_4.17~bpo13+1_amd64.deb":                                        "linux-base",
+		"kernel-3.10.0-1160.el7.x86_64.rpm":                                        "kernel-3.10.0-1160.el7.x86_64",
 	} {
-		rec, _ := parseCell(tc.output)
-		o := guest.Classify(rec, true, "", nil, 30)
-		if o.String() != tc.want || !strings.Contains(o.Reason, tc.reason) {
-			t.Errorf("%s: %s (%s), want %s with %q", name, o, o.Reason, tc.want, tc.reason)
+		if got := packageName(file); got != want {
+			t.Errorf("packageName(%s) = %s, want %s", file, got, want)
 		}
-	}
-	if _, uname := parseCell(marker + "uname 5.10.0-32-cloud-amd64\n"); uname != "5.10.0-32-cloud-amd64" {
-		t.Errorf("uname %q", uname)
 	}
 }
 
-func TestCellScriptsAreValidShell(t *testing.T) {
-	for _, d := range config.Drivers {
-		c := cell{Cell: results.Cell{Kernel: "6.1.0-50-cloud-amd64", Compiler: "gcc-12", Driver: d}}
-		script := cellScript(c, "test-vm/roots/0", 30, 20)
-		cmd := exec.Command("sh", "-n")
-		cmd.Stdin = strings.NewReader(script)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("%s: sh -n: %v\n%s\n%s", d, err, out, script)
+// What apt says when a 7.x image comes without the packages it depends on
+// (apt 2.6's words): the unmet dependencies and the verdict, not the
+// progress lines.
+func TestInstallerSays(t *testing.T) {
+	const aptOut = `Reading package lists...
+Building dependency tree...
+Reading state information...
+Note, selecting 'linux-image-7.3.4+deb13-cloud-amd64' instead of './test-vm/kernels/7.3.4+deb13-cloud-amd64/linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1_amd64.deb'
+Some packages could not be installed. This may mean that you have
+requested an impossible situation or if you are using the unstable
+distribution that some required packages have not yet been created
+or been moved out of Incoming.
+The following information may help to resolve the situation:
+
+The following packages have unmet dependencies:
+ linux-image-7.3.4+deb13-cloud-amd64 : PreDepends: linux-base (>= 4.17~) but it is not going to be installed
+                                       Depends: linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1) but it is not installable
+E: Unable to correct problems, you have held broken packages.
+`
+	want := []string{
+		"linux-image-7.3.4+deb13-cloud-amd64 : PreDepends: linux-base (>= 4.17~) but it is not going to be installed",
+		"Depends: linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1) but it is not installable",
+		"E: Unable to correct problems, you have held broken packages.",
+	}
+	if got := installerSays(aptOut, 100); !slices.Equal(got, want) {
+		t.Errorf("apt:\n got %q\nwant %q", got, want)
+	}
+	// trixie's apt 3 adds its solver's view after an announcing E: line.
+	const apt3Out = `Solving dependencies...
+The following packages have unmet dependencies:
+ linux-image-9.9.9-noinst-cloud-amd64 : Depends: linux-base-9.9.9-noinst-cloud-amd64 (= 1.0-1) but it is not installable
+E: Unable to correct problems, you have held broken packages.
+E: The following information from --solver 3.0 may provide additional context:
+   Unable to satisfy dependencies. Reached two conflicting decisions:
+   1. linux-image-9.9.9-noinst-cloud-amd64:amd64=1.0-1 is selected for install
+   2. linux-image-9.9.9-noinst-cloud-amd64:amd64 Depends linux-base-9.9.9-noinst-cloud-amd64 (= 1.0-1)
+      but none of the choices are installable:
+      [no choices]
+`
+	want = []string{
+		"linux-image-9.9.9-noinst-cloud-amd64 : Depends: linux-base-9.9.9-noinst-cloud-amd64 (= 1.0-1) but it is not installable",
+		"E: Unable to correct problems, you have held broken packages.",
+	}
+	if got := installerSays(apt3Out, 100); !slices.Equal(got, want) {
+		t.Errorf("apt 3:\n got %q\nwant %q", got, want)
+	}
+	const dpkgOut = `(Reading database ... 25431 files and directories currently installed.)
+Preparing to unpack .../linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1_amd64.deb ...
+Unpacking linux-image-7.3.4+deb13-cloud-amd64 (7.3.4-1~bpo13+1) ...
+Setting up linux-image-7.3.4+deb13-cloud-amd64 (7.3.4-1~bpo13+1) ...
+update-initramfs: Generating /boot/initrd.img-7.3.4+deb13-cloud-amd64
+W: No zstd in /usr/bin:/sbin:/bin, using gzip
+run-parts: /etc/kernel/postinst.d/initramfs-tools exited with return code 1
+dpkg: error processing package linux-image-7.3.4+deb13-cloud-amd64 (--configure):
+ installed linux-image-7.3.4+deb13-cloud-amd64 package post-installation script subprocess returned error exit status 1
+Errors were encountered while processing:
+ linux-image-7.3.4+deb13-cloud-amd64
+E: Sub-process /usr/bin/dpkg returned an error code (1)
+`
+	got := installerSays(dpkgOut, 100)
+	if len(got) == 0 || got[len(got)-1] != "E: Sub-process /usr/bin/dpkg returned an error code (1)" || !slices.Contains(got, "dpkg: error processing package linux-image-7.3.4+deb13-cloud-amd64 (--configure):") {
+		t.Errorf("dpkg: %q", got)
+	}
+	// Nothing that looks like a reason: the last lines, or the status.
+	if got := installerSays("a\nb\n", 1); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("plain: %q", got)
+	}
+	if got := installerSays("", 100); !slices.Equal(got, []string{"installer exit status 100, no output"}) {
+		t.Errorf("silent: %q", got)
+	}
+}
+
+// The grub defaults Init writes put the kernel's console on the serial
+// port the hypervisor logs, make an oops a panic and a panic a reboot,
+// keep the screen console and every other argument of the box, and keep
+// the family's menu settings.
+func TestGrubDefaultsSerialConsole(t *testing.T) {
+	for _, tc := range []struct {
+		fam      *family
+		file     string
+		cmdline  string
+		settings map[string]string
+	}{
+		{deb, "ubuntu-default-grub", "console=tty0 console=ttyS0,115200 oops=panic panic=10", map[string]string{"GRUB_TIMEOUT": "1", "GRUB_TIMEOUT_STYLE": "menu",
+			"GRUB_CMDLINE_LINUX_DEFAULT": " net.ifnames=0 biosdevname=0 quiet"}},
+		{el7, "el7-default-grub", "no_timer_check net.ifnames=0 biosdevname=0 elevator=noop crashkernel=auto console=tty0 console=ttyS0,115200 oops=panic panic=10",
+			map[string]string{"GRUB_DEFAULT": "saved", "GRUB_TIMEOUT": "1"}},
+	} {
+		got := tc.fam.grubDefaults(readGrubTestdata(t, tc.file))
+		if v, _ := grub.Var(got, "GRUB_CMDLINE_LINUX"); v != tc.cmdline {
+			t.Errorf("%s: GRUB_CMDLINE_LINUX=%q, want %q", tc.file, v, tc.cmdline)
 		}
+		for k, want := range tc.settings {
+			if v, _ := grub.Var(got, k); v != want {
+				t.Errorf("%s: %s=%q, want %q", tc.file, k, v, want)
+			}
+		}
+		// Written twice (init run again), it stays the same.
+		if again := tc.fam.grubDefaults(got); !bytes.Equal(again, got) {
+			t.Errorf("%s: not stable:\n%s\n---\n%s", tc.file, got, again)
+		}
+	}
+}
+
+// A kernel Init could not install makes its cells errors that carry the
+// installer's words; one it never tried says to run init again.
+func TestStateRecordsInstallFailures(t *testing.T) {
+	cfg, err := config.Parse(func(k string) string { return map[string]string{"VM_BUILD_DIR": t.TempDir()}[k] }, repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := "linux-image-7.3.4+deb13-cloud-amd64 : Depends: linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1) but it is not installable"
+	if err := writeState(cfg, &stateFile{Machine: "debian", Kernels: []string{"5.10.0-32-cloud-amd64"}, Failed: map[string]string{"7.3.4+deb13-cloud-amd64": why}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(cfg, "debian")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := notInstalled(st, "7.3.4+deb13-cloud-amd64"); got != "kernel 7.3.4+deb13-cloud-amd64 could not be installed in VM debian: "+why {
+		t.Errorf("failed kernel: %s", got)
+	}
+	if got := notInstalled(st, "6.1.0-50-cloud-amd64"); got != "kernel 6.1.0-50-cloud-amd64 is not installed in VM debian (run init again)" {
+		t.Errorf("unknown kernel: %s", got)
 	}
 }
 
@@ -216,7 +327,7 @@ func TestPlanAndOrderCells(t *testing.T) {
 	rf := &results.File{}
 	rf.SetCompile(k.UnameR, "gcc-11", "kmod", results.Compile{Status: results.CompileFail})
 	rf.SetTest(k.UnameR, "clang-14", "bpf", results.Test{Status: results.TestPass})
-	p := testplan.For(cfg, k, rf)
+	p := loop.PlanKernel(cfg, k, rf)
 	cells, kept := p.Todo, p.Kept
 	var ids []string
 	for _, c := range orderCells(cells) {
@@ -226,12 +337,20 @@ func TestPlanAndOrderCells(t *testing.T) {
 	if want := []string{"gcc-12/kmod", "clang-14/modern_bpf"}; !slices.Equal(ids, want) || kept != 1 {
 		t.Errorf("cells %v kept %d, want %v kept 1", ids, kept, want)
 	}
-	gf := placeFiles(cells)
-	if gf.Trees["test-vm/roots/0"] != filepath.Join(build, "scap-open.root") || len(gf.Roots) != 2 {
-		t.Errorf("placement %+v", gf)
+	// Every cell's files under the home's test-vm, each scap-open in a
+	// root of its own with its closure.
+	plan, files, err := loop.GuestPlan(cfg, []loop.Job{{Name: k.UnameR, Kernel: k, Cells: cells}}, remoteBase)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if gf.Files["test-vm/driver/gcc-12/"+k.UnameR+".ko"] == "" {
-		t.Errorf("module not placed: %+v", gf.Files)
+	placed := map[string]string{}
+	for _, f := range files {
+		placed[f.Guest] = f.Host
+	}
+	if placed["test-vm/roots/0"] != filepath.Join(build, "scap-open.root") || len(plan.Roots) != 2 ||
+		placed["test-vm/drivers/gcc-12/"+k.UnameR+".ko"] != filepath.Join(build, "driver/gcc-12/"+k.UnameR+".ko") ||
+		placed["test-vm/roots/1/scap-open"] != filepath.Join(build, "driver/clang-14/modern_bpf/scap-open") {
+		t.Errorf("placement %v, roots %v", placed, plan.Roots)
 	}
 }
 
@@ -280,26 +399,78 @@ func TestLoopErrors(t *testing.T) {
 	}
 	build := t.TempDir()
 	cfg, err := config.Parse(func(k string) string {
-		return map[string]string{"VM_BUILD_DIR": build, "VM_PROVIDER": "libvirt"}[k]
+		return map[string]string{"VM_BUILD_DIR": build, "VM_PROVIDER": "libvirt", "VM_COMPILERS": "gcc-12", "VM_DRIVERS": "kmod"}[k]
 	}, repoRoot(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := kernel.Manifest{Schema: 1, Kernels: []kernel.Entry{{Name: "k", VM: "debian", UnameR: "6.1.0-50-cloud-amd64"}}}
+	const k = "6.1.0-50-cloud-amd64"
+	m := kernel.Manifest{Schema: 1, Kernels: []kernel.Entry{{Name: "k", VM: "debian", UnameR: k}}}
 	b, _ := json.Marshal(m)
-	writeFile(t, filepath.Join(build, kernel.ManifestFile), string(b))
+	writeFile(t, filepath.Join(build, layout.Manifest), string(b))
+	writeFile(t, filepath.Join(build, "scap-open"), "x")
+	writeFile(t, filepath.Join(build, "driver", "gcc-12", k+".ko"), "x")
+	p := Provider{Hypervisor: "libvirt"}
 
-	err = Loop(t.Context(), cfg, ui.Discard(), "fedora")
+	err = loop.Run(t.Context(), cfg, ui.Discard(), p, "fedora")
 	if err == nil || !strings.Contains(err.Error(), `no Vagrant machine for VM group "fedora"`) {
 		t.Errorf("unknown group: %v", err)
 	}
-	// A VM that init never prepared is named, with what to run.
-	err = Loop(t.Context(), cfg, ui.Discard(), "debian")
-	if err == nil || !strings.Contains(err.Error(), "VM debian was not prepared (run init with VM_PROVIDER=libvirt)") {
+	// A VM that init never prepared is named, with what to run, in the
+	// loop's error and in its cells.
+	err = loop.Run(t.Context(), cfg, ui.Discard(), p, "debian")
+	const want = "VM debian was not prepared (run init with VM_PROVIDER=libvirt)"
+	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("no init: %v", err)
 	}
-	rf, err := results.Load(cfg.Path("results.json"))
+	rf, err := results.Load(cfg.Path(layout.Results))
 	if err != nil || rf.Run.Provider != "libvirt" || rf.Run.Seed == 0 {
 		t.Errorf("run record %+v, %v", rf.Run, err)
+	}
+	if c := rf.Find(k, "gcc-12", "kmod"); c == nil || c.Test == nil || c.Test.Status != results.TestError || !strings.Contains(c.Test.Reason, want) {
+		t.Errorf("cell of a VM never prepared: %+v", c)
+	}
+}
+
+// A loop keeps the VM an earlier init prepared when that init covered
+// every kernel of the group (installed or recorded as not installable),
+// with the same provider, and Vagrant still has the machine; anything else
+// makes it initialise the group again.
+func TestPrepared(t *testing.T) {
+	cfg, err := config.Parse(func(k string) string {
+		return map[string]string{"VM_BUILD_DIR": t.TempDir(), "VM_PROVIDER": "libvirt"}[k]
+	}, repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &kernel.Manifest{Kernels: []kernel.Entry{
+		{VM: "debian", UnameR: "6.1.0-50-cloud-amd64"},
+		{VM: "debian", UnameR: "7.3.4+deb13-cloud-amd64"},
+		{VM: "debian", UnameR: "5.10.0-35-cloud-amd64", Error: "not downloaded"},
+		{VM: "centos7", UnameR: "3.10.0-1160.el7.x86_64"},
+	}}
+	st := &stateFile{Machine: "debian", Provider: "libvirt", Kernels: []string{"6.1.0-50-cloud-amd64"},
+		Failed: map[string]string{"7.3.4+deb13-cloud-amd64": "not installable"}}
+	if err := writeState(cfg, st); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := prepared(cfg, m, "debian"); ok {
+		t.Error("kept a VM Vagrant no longer has")
+	}
+	writeFile(t, filepath.Join(stateDir(cfg), "machines", "debian", "libvirt", "id"), "uuid")
+	if got, ok := prepared(cfg, m, "debian"); !ok || got.Kernels[0] != "6.1.0-50-cloud-amd64" {
+		t.Errorf("not kept: %+v", got)
+	}
+	m.Kernels = append(m.Kernels, kernel.Entry{VM: "debian", UnameR: "6.12.57+deb13-cloud-amd64"})
+	if _, ok := prepared(cfg, m, "debian"); ok {
+		t.Error("kept a VM without a kernel the grid gained")
+	}
+	m.Kernels = m.Kernels[:len(m.Kernels)-1]
+	cfg.Provider = "virtualbox"
+	if _, ok := prepared(cfg, m, "debian"); ok {
+		t.Error("kept a libvirt VM for VirtualBox")
+	}
+	if _, ok := prepared(cfg, m, "centos7"); ok {
+		t.Error("kept a VM that was never prepared")
 	}
 }

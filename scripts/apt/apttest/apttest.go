@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
@@ -37,6 +38,9 @@ type Archive struct {
 	stanza map[string][]string          // suite -> Packages stanzas
 	pool   map[string]map[string]string // suite -> package name -> pool path
 	served atomic.Int64                 // bytes of package files served
+	// ValidUntil sets the Valid-Until field of a suite's InRelease at the
+	// next Publish (none when absent).
+	ValidUntil map[string]time.Time
 }
 
 // New starts an empty archive; it stops when the test ends.
@@ -102,22 +106,57 @@ func (a *Archive) AddDepends(t testing.TB, suite, name, version, path, depends s
 	if err != nil {
 		t.Fatal(err)
 	}
+	if depends != "" {
+		depends = "Depends: " + depends + "\n"
+	}
+	fields := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: amd64\n%sDescription: test\n with a continuation line\n", name, version, depends)
+	return a.addStanza(suite, name, version, body, fields)
+}
+
+// addStanza stores body in the pool and indexes it in suite with fields
+// (ending in a newline) followed by its Filename, Size and SHA256.
+func (a *Archive) addStanza(suite, name, version string, body []byte, fields string) string {
 	sum := sha256.Sum256(body)
 	pool := fmt.Sprintf("pool/main/l/linux/%s_%s_amd64.deb", name, version)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.files[a.root(suite)+"/"+pool] = body
-	if depends != "" {
-		depends = "Depends: " + depends + "\n"
-	}
-	a.stanza[suite] = append(a.stanza[suite], fmt.Sprintf(
-		"Package: %s\nVersion: %s\nArchitecture: amd64\n%sDescription: test\n with a continuation line\nFilename: %s\nSize: %d\nSHA256: %s\n",
-		name, version, depends, pool, len(body), hex.EncodeToString(sum[:])))
+	a.stanza[suite] = append(a.stanza[suite], fmt.Sprintf("%sFilename: %s\nSize: %d\nSHA256: %s\n", fields, pool, len(body), hex.EncodeToString(sum[:])))
 	if a.pool[suite] == nil {
 		a.pool[suite] = map[string]string{}
 	}
 	a.pool[suite][name] = a.root(suite) + "/" + pool
 	return pool
+}
+
+// AddStanzas puts the packages of a Packages index excerpt (stanzas
+// separated by blank lines, as in a real index) into suite, each with its
+// own fields kept as they are (Depends, Pre-Depends, Provides, ...) and a
+// small made-up package file whose Filename, Size and SHA256 replace the
+// real ones. Tests use it to resolve against Debian's real dependency
+// data without downloading the real packages.
+func (a *Archive) AddStanzas(t testing.TB, suite, index string) {
+	t.Helper()
+	for _, stanza := range strings.Split(strings.TrimSpace(index), "\n\n") {
+		var name, version string
+		var keep []string
+		for _, line := range strings.Split(strings.TrimSpace(stanza), "\n") {
+			key, val, _ := strings.Cut(line, ": ")
+			switch key {
+			case "Package":
+				name = val
+			case "Version":
+				version = val
+			case "Filename", "Size", "SHA256", "SHA1", "MD5sum":
+				continue
+			}
+			keep = append(keep, line)
+		}
+		if name == "" || version == "" {
+			t.Fatalf("apttest: stanza without Package or Version:\n%s", stanza)
+		}
+		a.addStanza(suite, name, version, []byte(name+"_"+version+"\n"), strings.Join(keep, "\n")+"\n")
+	}
 }
 
 // Replace changes what the archive serves at a pool path (after Publish:
@@ -154,8 +193,12 @@ func (a *Archive) Publish(t testing.TB) {
 		sum := sha256.Sum256(xzBuf.Bytes())
 		base := a.root(suite) + "/dists/" + suite
 		a.files[base+"/main/binary-amd64/Packages.xz"] = xzBuf.Bytes()
-		release := fmt.Sprintf("Origin: Test\nSuite: %s\nArchitectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n",
-			suite, hex.EncodeToString(sum[:]), xzBuf.Len())
+		valid := ""
+		if until, ok := a.ValidUntil[suite]; ok {
+			valid = "Valid-Until: " + until.UTC().Format(time.RFC1123) + "\n"
+		}
+		release := fmt.Sprintf("Origin: Test\nSuite: %s\n%sArchitectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n",
+			suite, valid, hex.EncodeToString(sum[:]), xzBuf.Len())
 		var signed bytes.Buffer
 		w, err := clearsign.Encode(&signed, a.key.PrivateKey, nil)
 		if err != nil {

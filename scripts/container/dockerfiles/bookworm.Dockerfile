@@ -11,7 +11,7 @@ RUN rm -f /etc/apt/sources.list.d/debian.sources \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
         make cmake bc flex bison pkg-config kmod dwarves file ca-certificates \
-        libc6-dev libelf-dev zlib1g-dev uthash-dev \
+        libc6-dev libelf-dev zlib1g-dev uthash-dev libgtest-dev libcap-dev \
         libtbb-dev libjsoncpp-dev libre2-dev libvalijson-dev \
         gcc-11 g++-11 gcc-12 g++-12 \
         clang-13 llvm-13 clang-14 llvm-14 clang-15 llvm-15 clang-16 llvm-16 \

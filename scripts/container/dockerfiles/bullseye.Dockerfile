@@ -12,7 +12,7 @@ RUN rm -f /etc/apt/sources.list.d/debian.sources \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
         make cmake bc flex bison pkg-config kmod dwarves file ca-certificates \
-        libc6-dev libelf-dev zlib1g-dev uthash-dev \
+        libc6-dev libelf-dev zlib1g-dev uthash-dev libgtest-dev libcap-dev \
         libtbb-dev libjsoncpp-dev libre2-dev \
         libbpf-dev \
         gcc-9 g++-9 gcc-10 g++-10 \

@@ -12,7 +12,7 @@ RUN rm -f /etc/apt/sources.list.d/debian.sources \
     && apt-get -o Acquire::Check-Valid-Until=false update \
     && apt-get install -y --no-install-recommends \
         make cmake bc flex bison pkg-config kmod dwarves file ca-certificates \
-        libc6-dev libelf-dev zlib1g-dev uthash-dev \
+        libc6-dev libelf-dev zlib1g-dev uthash-dev libgtest-dev libcap-dev \
         libtbb-dev libjsoncpp-dev libre2-dev libvalijson-dev \
         libbpf-dev bpftool \
         gcc-15 g++-15 gcc-16 g++-16 \

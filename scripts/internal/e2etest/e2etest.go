@@ -6,10 +6,12 @@ package e2etest
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
@@ -58,7 +60,7 @@ func Config(t testing.TB, env map[string]string) *config.Config {
 	all := map[string]string{
 		"VM_BUILD_DIR":     BuildDir(t),
 		"VM_KERNELS":       filepath.Join(root, "testdata", "grids", "ci.txt"),
-		"VM_LIBS_DIR":      filepath.Join(root, "testdata", "no-libs-tree"), // forces the stand-in tree
+		"VM_LIBS_DIR":      filepath.Join(root, config.StandInDir), // the stand-in, through the same detection as libs
 		"VM_DEBIAN_MIRROR": os.Getenv("VM_DEBIAN_MIRROR"),
 	}
 	for k, v := range env {
@@ -112,4 +114,24 @@ func CIKernels(t testing.TB, buildDir string) (k61, k612 string) {
 		t.Fatalf("the manifest in %s has no working 6.1.0-N-cloud-amd64 and 6.12.N+deb13-cloud-amd64 kernels: %v", buildDir, got)
 	}
 	return k61, k612
+}
+
+// LinkTree hard-links the regular files under src into dst, keeping what
+// dst has: a build directory's package cache shared with another, whose
+// files are only ever replaced, never written in place. Hidden files and
+// partial downloads are left out.
+func LinkTree(src, dst string) {
+	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") || strings.Contains(p, "/.partial/") {
+			return nil
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		if _, err := os.Lstat(to); err == nil {
+			return nil
+		}
+		os.MkdirAll(filepath.Dir(to), 0o755)
+		os.Link(p, to)
+		return nil
+	})
 }

@@ -27,6 +27,7 @@
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <linux/ktime.h>
+#include <linux/delay.h>
 #include <linux/string.h>
 #include <linux/tracepoint.h>
 #include <linux/version.h>
@@ -77,6 +78,15 @@ static void minilibs_sys_enter(void *data, struct pt_regs *regs, long id)
 #else
 	ev->arg0 = 0;
 #endif
+#ifdef MINILIBS_FAULT_BEHAVIOUR
+	/*
+	 * Fault variant for the tests: a wrong first argument for openat only,
+	 * so capture (and scap-open's count) works on while drivers_test's
+	 * SyscallEnter.openatE fails.
+	 */
+	if (id == MINILIBS_NR_OPENAT)
+		ev->arg0 += 1;
+#endif
 	ev->tid = current->pid;
 	ev->cpu = raw_smp_processor_id();
 	dev->head = next;
@@ -97,6 +107,15 @@ static int minilibs_open(struct inode *inode, struct file *filp)
 	unsigned long flags;
 	int ret;
 
+#ifdef MINILIBS_OPEN_DELAY_S
+	/*
+	 * Fault variant for the tests: the open takes as long as a big probe's
+	 * verification under emulation, inside the kernel, so the opener holds
+	 * no fd on the device until it is done. A fatal signal ends the wait.
+	 */
+	if (msleep_interruptible(MINILIBS_OPEN_DELAY_S * 1000))
+		return -EINTR;
+#endif
 	if (atomic_cmpxchg(&dev->open, 0, 1) != 0)
 		return -EBUSY;
 
@@ -112,6 +131,10 @@ static int minilibs_open(struct inode *inode, struct file *filp)
 		return ret;
 	}
 	filp->private_data = dev;
+#ifdef MINILIBS_FAULT_WARN
+	/* Fault variant for the tests: a kernel WARN, after which capture works on. */
+	WARN_ONCE(1, DRIVER_NAME ": fault variant 'warn' opened (built with FAULT=warn)\n");
+#endif
 	return 0;
 }
 

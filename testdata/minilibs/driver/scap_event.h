@@ -31,6 +31,14 @@ struct minilibs_stats {
 /* ioctl on /dev/scap0 that fills a struct minilibs_stats. */
 #define MINILIBS_IOCTL_STATS _IOR('m', 1, struct minilibs_stats)
 
+/*
+ * openat's number on x86_64, the drivers' architecture (arg0 is regs->di).
+ * The "behaviour" fault variant records a wrong arg0 for this syscall only;
+ * one constant serves the module and both probes, whatever headers each is
+ * built with (drivers_test checks it against __NR_openat).
+ */
+#define MINILIBS_NR_OPENAT 257
+
 /* Index of the counters in the eBPF probes' "counters" array map. */
 #define MINILIBS_COUNTER_SEEN 0
 #define MINILIBS_COUNTER_DROPPED 1

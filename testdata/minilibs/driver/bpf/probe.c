@@ -80,6 +80,11 @@ int minilibs_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	ev.ts_ns = bpf_ktime_get_ns();
 	ev.syscall_id = (__s64)ctx->args[1];
 	bpf_probe_read(&ev.arg0, sizeof(ev.arg0), &regs->di);
+#ifdef MINILIBS_FAULT_BEHAVIOUR
+	/* Fault variant for the tests: a wrong first argument for openat only. */
+	if (ev.syscall_id == MINILIBS_NR_OPENAT)
+		ev.arg0 += 1;
+#endif
 	ev.tid = (__u32)bpf_get_current_pid_tgid();
 	ev.cpu = bpf_get_smp_processor_id();
 	if (bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, &ev, sizeof(ev)) != 0)

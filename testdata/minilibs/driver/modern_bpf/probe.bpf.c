@@ -76,6 +76,11 @@ int minilibs_modern_sys_enter(__u64 *ctx)
 	ev->syscall_id = (__s64)ctx[1];
 	ev->arg0 = 0;
 	bpf_probe_read_kernel(&ev->arg0, sizeof(ev->arg0), &regs->di);
+#ifdef MINILIBS_FAULT_BEHAVIOUR
+	/* Fault variant for the tests: a wrong first argument for openat only. */
+	if (ev->syscall_id == MINILIBS_NR_OPENAT)
+		ev->arg0 += 1;
+#endif
 	ev->tid = (__u32)bpf_get_current_pid_tgid();
 	ev->cpu = bpf_get_smp_processor_id();
 	bpf_ringbuf_submit(ev, 0);

@@ -169,7 +169,7 @@ static void *bpf_open(const struct scap_open_opts *opts, char *err, size_t errle
 	ret = bpf_object__load(s->obj);
 	if (ret) {
 		bpf_close_state(s);
-		return scap_errorf(err, errlen, "cannot load BPF probe '%s': %s (verifier log above)", opts->bpf_probe,
+		return scap_errorf(err, errlen, "cannot load BPF probe '%s': %s (libbpf's messages above)", opts->bpf_probe,
 				   strerror(-ret));
 	}
 	prog = bpf_object__find_program_by_name(s->obj, "minilibs_sys_enter");
@@ -186,6 +186,7 @@ static void *bpf_open(const struct scap_open_opts *opts, char *err, size_t errle
 		bpf_close_state(s);
 		return NULL;
 	}
+	scap_open_delay();
 	s->link = bpf_program__attach(prog);
 	if (!s->link || libbpf_get_error(s->link)) {
 		ret = s->link ? (int)libbpf_get_error(s->link) : -errno;

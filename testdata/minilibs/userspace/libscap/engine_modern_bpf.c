@@ -90,7 +90,7 @@ static void *modern_open(const struct scap_open_opts *opts, char *err, size_t er
 	ret = bpf_object__load(s->obj);
 	if (ret) {
 		modern_close(s);
-		return scap_errorf(err, errlen, "cannot load the modern BPF probe: %s (verifier log above)",
+		return scap_errorf(err, errlen, "cannot load the modern BPF probe: %s (libbpf's messages above)",
 				   strerror(-ret));
 	}
 	prog = bpf_object__find_program_by_name(s->obj, "minilibs_modern_sys_enter");
@@ -107,6 +107,7 @@ static void *modern_open(const struct scap_open_opts *opts, char *err, size_t er
 		modern_close(s);
 		return scap_errorf(err, errlen, "cannot map the BPF ring buffer: %s", strerror(errno));
 	}
+	scap_open_delay();
 	s->link = bpf_program__attach(prog);
 	if (!s->link || libbpf_get_error(s->link)) {
 		ret = s->link ? (int)libbpf_get_error(s->link) : -errno;

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <bpf/libbpf.h>
 
 #include "scap_engine.h"
@@ -35,6 +37,16 @@ void scap_raise_memlock(void)
 	struct rlimit r = {RLIM_INFINITY, RLIM_INFINITY};
 
 	setrlimit(RLIMIT_MEMLOCK, &r);
+}
+
+void scap_open_delay(void)
+{
+#ifdef MINILIBS_OPEN_DELAY_S
+	struct timespec left = {MINILIBS_OPEN_DELAY_S, 0};
+
+	while (nanosleep(&left, &left) != 0 && errno == EINTR)
+		;
+#endif
 }
 
 int scap_kernel_version(int *major, int *minor, char *release, size_t len)

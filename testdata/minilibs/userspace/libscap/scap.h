@@ -15,6 +15,11 @@
 
 #include "scap_event.h"
 
+/* drivers_test (C++) links this C library. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Result codes. SCAP_NOT_SUPPORTED is also scap-open's exit code for "skip". */
 #define SCAP_SUCCESS 0
 #define SCAP_FAILURE 1
@@ -65,5 +70,9 @@ void scap_close(scap_t *h);
 
 /* Running kernel release as major/minor; returns 0 on success. */
 int scap_kernel_version(int *major, int *minor, char *release, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* MINILIBS_SCAP_H */

@@ -31,4 +31,11 @@ int scap_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ar
 /* Lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge BPF maps against. */
 void scap_raise_memlock(void);
 
+/*
+ * Fault variant slowopen: waits MINILIBS_OPEN_DELAY_S seconds between
+ * loading a probe and attaching it, as long as a big probe's verification
+ * under emulation; does nothing otherwise.
+ */
+void scap_open_delay(void);
+
 #endif /* MINILIBS_SCAP_ENGINE_H */

@@ -27,6 +27,10 @@
 
 #include "scap.h"
 
+#ifdef MINILIBS_FAULT_SCAP_OPEN
+#error "scap-open: fault variant 'scap-open' (MINILIBS_FAULT=scap-open) does not compile"
+#endif
+
 #define DEFAULT_TIMEOUT_S 20
 #define POLL_MS 20
 
@@ -188,8 +192,12 @@ int main(int argc, char **argv)
 		printf("* modern BPF probe\n");
 		break;
 	}
+	/*
+	 * No fflush: like libs' scap-open, nothing tells a reader of a pipe
+	 * that the driver is open (stdout to a pipe is block-buffered); tools
+	 * must look at the kernel side.
+	 */
 	printf("---------------------------------------------------------\n");
-	fflush(stdout);
 
 	h = scap_open(&opts, err, sizeof(err), &rc);
 	if (!h) {
@@ -213,7 +221,6 @@ int main(int argc, char **argv)
 		snprintf(limit, sizeof(limit), "%" PRIu64, cap.limit);
 	printf("[SCAP-OPEN]: capturing (num_events %s, timeout %" PRIu64 " s, syscall helper %s)\n", limit, timeout_s,
 	       helper ? "on" : "off");
-	fflush(stdout);
 
 	cap.crc = crc32(0L, Z_NULL, 0);
 	start = now_s();

@@ -1,0 +1,119 @@
+package compile
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
+	"github.com/falcosecurity/libs/test/vm/scripts/results"
+	"github.com/falcosecurity/libs/test/vm/scripts/ui"
+)
+
+func writeFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Without the shared scap-open, every compiled kmod and bpf cell is a test
+// error naming its log and loses driver_ok; cells that did not compile are
+// left alone; the stage's error wraps ErrScapOpen.
+func TestRecordNoScapOpen(t *testing.T) {
+	dir := t.TempDir()
+	rp := filepath.Join(dir, "results.json")
+	kmod := CellID{"6.1", "gcc-12", layout.Kmod}
+	bpf := CellID{"6.1", "clang-19", layout.BPF}
+	failed := CellID{"6.12", "gcc-12", layout.Kmod}
+	err := results.Update(rp, func(f *results.File) error {
+		f.SetCompile(kmod.Kernel, kmod.Compiler, kmod.Driver, results.Compile{Status: results.CompileOK, Key: "k"})
+		f.SetTest(kmod.Kernel, kmod.Compiler, kmod.Driver, results.Test{Status: results.TestPass})
+		f.SetCompile(bpf.Kernel, bpf.Compiler, bpf.Driver, results.Compile{Status: results.CompileOK, Key: "b"})
+		f.SetCompile(failed.Kernel, failed.Compiler, failed.Driver, results.Compile{Status: results.CompileFail, Key: "f"})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "driver_ok", "gcc-12", "6.1.ko"), "ko")
+	jobs := []Job{
+		{Driver: layout.Kmod, Compiler: "gcc-12", Cells: []CellID{kmod}},
+		{Driver: layout.Kmod, Compiler: "gcc-12", Cells: []CellID{failed}},
+		{Driver: layout.BPF, Compiler: "clang-19", Cells: []CellID{bpf}},
+		{Driver: layout.ScapOpen, Key: "s1", Artifact: layout.ScapOpenBin, Log: layout.ScapOpenLog},
+	}
+	errs, err := recordNoScapOpen(rp, dir, jobs, map[string]string{"scap-open": "scap_open.c:5:2: error: #error x"}, ui.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], ErrScapOpen) ||
+		!strings.Contains(errs[0].Error(), filepath.Join(dir, layout.ScapOpenLog)) || !strings.Contains(errs[0].Error(), "2 compiled kmod and bpf cells cannot be tested") {
+		t.Fatalf("errors %v", errs)
+	}
+	f, _ := results.Load(rp)
+	for _, id := range []CellID{kmod, bpf} {
+		c := f.Find(id.Kernel, id.Compiler, id.Driver)
+		if c.Test == nil || c.Test.Status != results.TestError || c.Test.Reason != "scap-open did not build (log logs/compile/scap-open.log): scap_open.c:5:2: error: #error x" {
+			t.Errorf("%s: %+v", id, c.Test)
+		}
+	}
+	if c := f.Find(failed.Kernel, failed.Compiler, failed.Driver); c.Test != nil {
+		t.Errorf("a cell that did not compile got a test record: %+v", c.Test)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "driver_ok", "gcc-12", "6.1.ko")); !os.IsNotExist(err) {
+		t.Errorf("driver_ok kept: %v", err)
+	}
+
+	// Built with this run's key: nothing to record.
+	writeFile(t, filepath.Join(dir, layout.ScapOpenBin), "elf")
+	writeFile(t, filepath.Join(dir, layout.ScapOpenBin+".key"), "s1\n")
+	if errs, err := recordNoScapOpen(rp, dir, jobs, nil, ui.Discard()); err != nil || len(errs) != 0 {
+		t.Errorf("scap-open built: %v %v", errs, err)
+	}
+	// A stale scap-open (another key) is not this run's.
+	writeFile(t, filepath.Join(dir, layout.ScapOpenBin+".key"), "s0\n")
+	if errs, _ := recordNoScapOpen(rp, dir, jobs, nil, ui.Discard()); len(errs) != 1 || !strings.Contains(errs[0].Error(), "it did not run") {
+		t.Errorf("stale scap-open: %v", errs)
+	}
+	// No compiled cell needs it: said, not an error.
+	var out bytes.Buffer
+	if errs, _ := recordNoScapOpen(rp, dir, []Job{jobs[1], jobs[3]}, nil, ui.New(&out)); len(errs) != 0 || !strings.Contains(out.String(), "no compiled kmod or bpf cell needs it") {
+		t.Errorf("no dependent cell: %v %q", errs, out.String())
+	}
+}
+
+// A modern_bpf build whose probe built and whose scap-open did not is a
+// compiled cell with a test error; a build that failed drops driver_ok.
+func TestRecordOutcomes(t *testing.T) {
+	dir := t.TempDir()
+	rp := filepath.Join(dir, "results.json")
+	modern := Job{Driver: layout.ModernBPF, Compiler: "clang-19", Key: "m", Log: "logs/compile/clang-19/modern_bpf.log",
+		Cells: []CellID{{"6.1", "clang-19", layout.ModernBPF}, {"6.12", "clang-19", layout.ModernBPF}}}
+	o := outcome{compile: results.Compile{Status: results.CompileOK, Key: "m", Log: modern.Log}, scapOpen: "error: x"}
+	if err := record(rp, dir, modern, o); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := results.Load(rp)
+	for _, id := range modern.Cells {
+		c := f.Find(id.Kernel, id.Compiler, id.Driver)
+		if c.Compile.Status != results.CompileOK || c.Test == nil || c.Test.Status != results.TestError ||
+			c.Test.Reason != "scap-open did not build (log logs/compile/clang-19/modern_bpf.log): error: x" {
+			t.Errorf("%s: %+v %+v", id, c.Compile, c.Test)
+		}
+	}
+	bpf := Job{Driver: layout.BPF, Compiler: "clang-19", Key: "b", Cells: []CellID{{"6.1", "clang-19", layout.BPF}}}
+	writeFile(t, filepath.Join(dir, "driver_ok", "clang-19", "6.1.o"), "o")
+	if err := record(rp, dir, bpf, outcome{compile: results.Compile{Status: results.CompileFail, Key: "b2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "driver_ok", "clang-19", "6.1.o")); !os.IsNotExist(err) {
+		t.Errorf("driver_ok of a cell that no longer compiles: %v", err)
+	}
+}
