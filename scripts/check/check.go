@@ -14,9 +14,9 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/tail"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -105,9 +105,9 @@ func parseList(b []byte) []FuzzTarget {
 func fuzz(ctx context.Context, out *ui.Printer, dir string, env []string, t FuzzTarget, d time.Duration) error {
 	minimize := max(d/5, time.Second)
 	args := []string{"-run=^$", "-fuzz=^" + t.Name + "$", "-fuzztime=" + d.String(), "-fuzzminimizetime=" + minimize.String(), t.Package}
-	var tail tailBuffer
-	err := goTestTee(ctx, out, dir, env, "fuzz "+t.Name, &tail, args...)
-	if err == nil || !deadlineOnly(tail.Bytes()) || ctx.Err() != nil {
+	kept := tail.Buffer{Max: 64 << 10}
+	err := goTestTee(ctx, out, dir, env, "fuzz "+t.Name, &kept, args...)
+	if err == nil || !deadlineOnly(kept.Bytes()) || ctx.Err() != nil {
 		return err
 	}
 	out.Linef("check: fuzz %s: the run ended on the engine's own deadline with no failing input; once more", t.Name)
@@ -143,28 +143,6 @@ func goTestTee(ctx context.Context, out *ui.Printer, dir string, env []string, p
 	}
 	out.Linef("check: %s: ok in %s", pass, time.Since(start).Round(time.Second))
 	return nil
-}
-
-// tailBuffer keeps the last 64 KiB written to it.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if n := len(t.b) - 64<<10; n > 0 {
-		t.b = t.b[n:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) Bytes() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.b)
 }
 
 func withoutEnv(env []string, name string) []string {

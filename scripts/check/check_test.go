@@ -46,14 +46,3 @@ func TestDeadlineOnly(t *testing.T) {
 		}
 	}
 }
-
-func TestTailBufferKeepsTheEnd(t *testing.T) {
-	var b tailBuffer
-	for i := 0; i < 70; i++ {
-		b.Write(make([]byte, 1<<10))
-	}
-	b.Write([]byte("end"))
-	if got := b.Bytes(); len(got) != 64<<10 || string(got[len(got)-3:]) != "end" {
-		t.Errorf("kept %d bytes ending %q", len(got), got[len(got)-3:])
-	}
-}

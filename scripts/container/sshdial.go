@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/tail"
 )
 
 // sshDialer returns a dial function that reaches the Docker engine at an
@@ -57,7 +59,7 @@ type commandConn struct {
 	host          string
 	stdin         io.WriteCloser
 	stdout        io.ReadCloser
-	stderr        tailBuffer
+	stderr        tail.Buffer
 	closeOnce     sync.Once
 	closeWriteErr error
 	waitOnce      sync.Once
@@ -78,7 +80,7 @@ func (c *commandConn) Read(p []byte) (int, error) {
 		case <-c.waitDone():
 		case <-time.After(2 * time.Second):
 		}
-		if why := c.stderr.String(); why != "" {
+		if why := strings.Join(strings.Fields(c.stderr.String()), " "); why != "" {
 			// ssh's own complaint (no route, refused key, no docker there).
 			return n, fmt.Errorf("ssh to the engine at %s: %s", c.host, why)
 		}
@@ -124,25 +126,3 @@ type commandAddr struct{}
 
 func (commandAddr) Network() string { return "ssh" }
 func (commandAddr) String() string  { return "ssh" }
-
-// tailBuffer keeps the last lines a command wrote, for an error message.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.Join(strings.Fields(string(t.b)), " ")
-}

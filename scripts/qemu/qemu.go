@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/tail"
 )
 
 // DefaultBinary is the emulator for x86_64 guests.
@@ -142,7 +144,7 @@ func Run(ctx context.Context, c Config, deadline time.Duration) (Result, error) 
 		}
 	}
 	cmd := exec.Command(bin, Args(c)...)
-	var stderr tailBuffer
+	var stderr tail.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -175,16 +177,3 @@ func Run(ctx context.Context, c Config, deadline time.Duration) (Result, error) 
 	}
 	return res, err
 }
-
-// tailBuffer keeps the last 4 KiB written to it.
-type tailBuffer struct{ b []byte }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.b) }
