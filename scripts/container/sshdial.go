@@ -76,16 +76,26 @@ func (c *commandConn) Read(p []byte) (int, error) {
 		// The command closed its output: let it end, so that all it said
 		// on stderr is there to read (a bound, in case it does not).
 		c.stdin.Close()
-		select {
-		case <-c.waitDone():
-		case <-time.After(2 * time.Second):
-		}
-		if why := strings.Join(strings.Fields(c.stderr.String()), " "); why != "" {
-			// ssh's own complaint (no route, refused key, no docker there).
-			return n, fmt.Errorf("ssh to the engine at %s: %s", c.host, why)
-		}
+		return n, c.complaint(err)
 	}
 	return n, err
+}
+
+// complaint is err, or ssh's own complaint (no route, refused key, no
+// docker there) when the command said one on its way out. The HTTP
+// client reads and writes from two goroutines: whichever of them sees
+// the command gone first reports the error, so both ask for it here.
+func (c *commandConn) complaint(err error) error {
+	// Let the command end, so that all it said on stderr is there to
+	// read (a bound, in case it does not).
+	select {
+	case <-c.waitDone():
+	case <-time.After(2 * time.Second):
+	}
+	if why := strings.Join(strings.Fields(c.stderr.String()), " "); why != "" {
+		return fmt.Errorf("ssh to the engine at %s: %s", c.host, why)
+	}
+	return err
 }
 
 // waitDone starts waiting for the command, once, and returns the channel
@@ -98,7 +108,13 @@ func (c *commandConn) waitDone() <-chan struct{} {
 	return c.waited
 }
 
-func (c *commandConn) Write(p []byte) (int, error) { return c.stdin.Write(p) }
+func (c *commandConn) Write(p []byte) (int, error) {
+	n, err := c.stdin.Write(p)
+	if err != nil {
+		return n, c.complaint(err)
+	}
+	return n, nil
+}
 
 // CloseWrite ends the request stream, as a TCP half-close would: the
 // Engine API's attach and copy requests use it.
