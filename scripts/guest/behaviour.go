@@ -82,6 +82,11 @@ type BehaviourRun struct {
 	Args    []string `json:"args,omitempty"`
 	Filter  string   `json:"filter,omitempty"` // --gtest_filter; "" runs every test
 	Seconds int      `json:"seconds"`          // time limit of the whole run
+	// Modules are modules of the kernel's own that some tests need and a
+	// normal system loads on demand (overlay, for the exec tests on an
+	// overlayfs upper layer), loaded before the run, dependencies first;
+	// one already loaded is fine.
+	Modules []string `json:"modules,omitempty"`
 }
 
 // Behaviour is what drivers_test found for one cell: counts from its

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,5 +406,25 @@ func TestBehaviourAfterPassingCheck(t *testing.T) {
 	}
 	if got := rep.Results["checkfails"]; got.Behaviour != nil || o["checkfails"].Status != guest.Fail {
 		t.Errorf("a failed scap-open check ran drivers_test: %s %+v", o["checkfails"], got.Behaviour)
+	}
+}
+
+// The guest's background syscalls run at their pace while drivers_test
+// does, and stop with it.
+func TestAmbient(t *testing.T) {
+	var n atomic.Int64
+	saved := ambientCall
+	ambientCall = func() { n.Add(1) }
+	defer func() { ambientCall = saved }()
+	stop := ambient(time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	got := n.Load()
+	if got < 10 {
+		t.Errorf("%d background calls in 100 ms at 1 ms, want at least 10", got)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if after := n.Load(); after != got {
+		t.Errorf("%d background calls after stop", after-got)
 	}
 }

@@ -33,6 +33,12 @@ func (r *cellRunner) behaviour(b *guest.BehaviourRun) *guest.Behaviour {
 	}
 	start := time.Now()
 	defer func() { res.Seconds = time.Since(start).Seconds() }()
+	for _, m := range b.Modules {
+		if err := loadModule(m); err != nil && !errors.Is(err, unix.EEXIST) {
+			res.Error = fmt.Sprintf("load the kernel's %s for drivers_test: %v", filepath.Base(m), err)
+			return res
+		}
+	}
 	inRoot := behaviourReport()
 	report := filepath.Join(b.Root, inRoot)
 	defer os.Remove(report)
@@ -80,6 +86,8 @@ func (r *cellRunner) behaviour(b *guest.BehaviourRun) *guest.Behaviour {
 		res.Error = fmt.Sprintf("start %s in %s: %v", b.Binary, b.Root, err)
 		return res
 	}
+	stopAmbient := ambient(ambientEvery)
+	defer stopAmbient()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	limit := time.Duration(b.Seconds) * time.Second
@@ -143,6 +151,44 @@ func (r *cellRunner) behaviour(b *guest.BehaviourRun) *guest.Behaviour {
 		res.Output = out.String()
 	}
 	return res
+}
+
+// ambientEvery is the pace of the guest's background syscalls.
+const ambientEvery = 10 * time.Millisecond
+
+// ambientCall is the background syscall.
+var ambientCall = func() { unix.Getuid() }
+
+// ambient makes, until stop is called, the background of syscalls that a
+// live system always has and an initramfs lacks: a getuid every tick,
+// from one of the agent's threads. drivers_test's sampling-ratio test
+// (Actions.sampling_ratio_check_DROP_E_DROP_X) waits for the drop events
+// that a driver emits only when some process makes a syscall the
+// sampling may drop; the test's own syscalls while it polls (sleeps) are
+// never sampled, so in a quiet guest it polled its empty buffers for the
+// whole run. getuid is such a syscall for the kernel module and the
+// modern probe, with no side effect and no event of any other test's
+// process.
+func ambient(every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ambientCall()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // enterArg is the agent's internal mode that starts a program inside a

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -127,5 +128,68 @@ func TestBehaviourAsked(t *testing.T) {
 	}
 	if o := behaviourAsked(Attempt{Cell: Cell{}, Outcome: pass}); o.Status != guest.Pass {
 		t.Errorf("not asked: %s", o)
+	}
+}
+
+// In full mode drivers_test gets the kernel's overlay module (and what it
+// depends on), loaded before the run, when the kernel builds it as a
+// module; none in smoke mode, and none for a kernel with overlay built in.
+func TestBehaviourModules(t *testing.T) {
+	modules := t.TempDir()
+	dep := "kernel/fs/overlayfs/overlay.ko.xz: kernel/lib/ovl-helper.ko.xz\n" +
+		"kernel/lib/ovl-helper.ko.xz:\n" +
+		"kernel/net/other.ko.xz:\n"
+	touch(t, modules+"/modules.dep")
+	if err := os.WriteFile(modules+"/modules.dep", []byte(dep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := func(mode, modulesDir string) (guest.PlanCell, []GuestFile) {
+		t.Helper()
+		cfg := testConfig(t, map[string]string{"VM_COMPILERS": "gcc-12,clang-19", "VM_DRIVERS": "kmod", "VM_BEHAVIOUR": mode})
+		k := kernel.Entry{UnameR: "6.1.0-50-cloud-amd64", ModulesDir: modulesDir}
+		touch(t, cfg.Path("scap-open"))
+		touch(t, cfg.Path("driver", "gcc-12", k.UnameR+".ko"))
+		touch(t, cfg.Path(layout.DriversTestBin("clang-19")))
+		rf := &results.File{}
+		rf.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileOK})
+		p := PlanKernel(cfg, k, rf)
+		gp, files, err := GuestPlan(cfg, []Job{{Kernel: k, Cells: p.Todo}}, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gp.Cells) != 1 || gp.Cells[0].Behaviour == nil {
+			t.Fatalf("plan cells %+v", gp.Cells)
+		}
+		return gp.Cells[0], files
+	}
+
+	pc, files := plan(guest.BehaviourFull, modules)
+	want := []string{"/lib/modules/6.1.0-50-cloud-amd64/ovl_helper.ko", "/lib/modules/6.1.0-50-cloud-amd64/overlay.ko"}
+	if !slices.Equal(pc.Behaviour.Modules, want) {
+		t.Errorf("full: modules %v, want %v", pc.Behaviour.Modules, want)
+	}
+	for i, w := range want {
+		ok := false
+		for _, f := range files {
+			if f.Guest == w && f.Module && strings.HasSuffix(f.Host, []string{"ovl-helper.ko.xz", "overlay.ko.xz"}[i]) {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("full: no guest file %s from the kernel's modules in %+v", w, files)
+		}
+	}
+	if pc, _ := plan(guest.BehaviourSmoke, modules); len(pc.Behaviour.Modules) != 0 {
+		t.Errorf("smoke: modules %v, want none", pc.Behaviour.Modules)
+	}
+	builtin := t.TempDir()
+	if err := os.WriteFile(builtin+"/modules.dep", []byte("kernel/net/other.ko.xz:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if pc, _ := plan(guest.BehaviourFull, builtin); len(pc.Behaviour.Modules) != 0 {
+		t.Errorf("overlay built in: modules %v, want none", pc.Behaviour.Modules)
+	}
+	if pc, _ := plan(guest.BehaviourFull, ""); len(pc.Behaviour.Modules) != 0 {
+		t.Errorf("no modules tree: modules %v, want none", pc.Behaviour.Modules)
 	}
 }

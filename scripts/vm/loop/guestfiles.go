@@ -83,6 +83,20 @@ func GuestPlan(cfg *config.Config, jobs []Job, base string) (*guest.Plan, []Gues
 					}
 				}
 				pc.Behaviour = behaviourRun(cfg, c, broot)
+				if pc.Behaviour.Binary != "" && pc.Behaviour.Mode == guest.BehaviourFull {
+					mods, err := optionalModules(behaviourModules, j.Kernel.ModulesDir)
+					if err != nil {
+						return nil, nil, fmt.Errorf("%s: drivers_test: %w", c.ID(), err)
+					}
+					for _, d := range mods {
+						g := path.Join(base, "lib/modules", c.Kernel, modName(d)+".ko")
+						pc.Behaviour.Modules = append(pc.Behaviour.Modules, g)
+						if !seen[g] {
+							seen[g] = true
+							modules = append(modules, GuestFile{Guest: g, Host: d, Module: true})
+						}
+					}
+				}
 			}
 			p.Cells = append(p.Cells, pc)
 		}

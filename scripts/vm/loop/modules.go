@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,7 @@ func resolveDeps(what string, direct []string, modulesDir string) ([]string, err
 	if modulesDir == "" {
 		return nil, fmt.Errorf("%s needs modules %v but the kernel has no modules tree", what, direct)
 	}
-	deps, err := readModulesDep(filepath.Join(modulesDir, "modules.dep"))
+	deps, err := moduleTable(modulesDir)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +48,13 @@ func resolveDeps(what string, direct []string, modulesDir string) ([]string, err
 		seen[name] = true
 		d, ok := deps[name]
 		if !ok {
-			return fmt.Errorf("%s needs module %s, which is not in %s/modules.dep", what, name, modulesDir)
+			return fmt.Errorf("%s needs module %s, which is not in the kernel's modules (%s)", what, name, modulesDir)
+		}
+		if !d.known {
+			var err error
+			if d.deps, err = modinfoDepends(filepath.Join(modulesDir, d.path)); err != nil {
+				return err
+			}
 		}
 		for _, sub := range d.deps {
 			if err := visit(sub); err != nil {
@@ -65,6 +72,35 @@ func resolveDeps(what string, direct []string, modulesDir string) ([]string, err
 	return order, nil
 }
 
+// behaviourModules are the kernel's own modules that drivers_test's full
+// run needs loaded: a normal system loads them on demand through
+// modprobe, which an initramfs has not.
+var behaviourModules = []string{"overlay"}
+
+// optionalModules orders those of names that the kernel builds as modules
+// (found in modulesDir) and everything they depend on,
+// dependencies first. A name the kernel has built in, or not at all, or a
+// kernel without a modules tree, needs nothing.
+func optionalModules(names []string, modulesDir string) ([]string, error) {
+	if modulesDir == "" {
+		return nil, nil
+	}
+	deps, err := moduleTable(modulesDir)
+	if err != nil {
+		return nil, err
+	}
+	var present []string
+	for _, n := range names {
+		if _, ok := deps[n]; ok {
+			present = append(present, n)
+		}
+	}
+	if len(present) == 0 {
+		return nil, nil
+	}
+	return resolveDeps("drivers_test", present, modulesDir)
+}
+
 // modName is a module's name as modinfo and modprobe compare them.
 func modName(path string) string {
 	base := filepath.Base(path)
@@ -78,7 +114,11 @@ func modName(path string) string {
 // not an ELF object needs nothing: the guest's load of it fails, in the
 // kernel's words, as it would for a user.
 func modinfoDepends(ko string) ([]string, error) {
-	f, err := elf.Open(ko)
+	mod, err := readModule(ko)
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", ko, err)
+	}
+	f, err := elf.NewFile(bytes.NewReader(mod))
 	var formatErr *elf.FormatError
 	if errors.As(err, &formatErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, nil
@@ -86,7 +126,6 @@ func modinfoDepends(ko string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read module %s: %w", ko, err)
 	}
-	defer f.Close()
 	s := f.Section(".modinfo")
 	if s == nil {
 		return nil, nil
@@ -110,8 +149,51 @@ func modinfoDepends(ko string) ([]string, error) {
 }
 
 type depEntry struct {
-	path string   // relative to the modules dir
-	deps []string // names
+	path  string   // relative to the modules dir
+	deps  []string // names
+	known bool     // deps are read (modules.dep); else the module's .modinfo says them
+}
+
+// moduleTable is every module of a kernel's modules tree by name: from
+// modules.dep when the tree has one; else from the files, each module's
+// dependencies to be read from its .modinfo when needed (Debian's kernel
+// packages ship no modules.dep: depmod writes it when they are installed).
+func moduleTable(modulesDir string) (map[string]depEntry, error) {
+	dep := filepath.Join(modulesDir, "modules.dep")
+	if _, err := os.Stat(dep); err == nil {
+		return readModulesDep(dep)
+	}
+	out := map[string]depEntry{}
+	err := filepath.WalkDir(modulesDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !isModuleFile(d.Name()) {
+			return nil
+		}
+		rel, err := filepath.Rel(modulesDir, p)
+		if err != nil {
+			return err
+		}
+		if _, dup := out[modName(p)]; !dup || strings.HasPrefix(rel, "kernel/") {
+			out[modName(p)] = depEntry{path: rel}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the kernel's modules: %w", err)
+	}
+	return out, nil
+}
+
+// isModuleFile tells a kernel module's file name, compressed or not.
+func isModuleFile(name string) bool {
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
 }
 
 func readModulesDep(path string) (map[string]depEntry, error) {
@@ -127,7 +209,7 @@ func readModulesDep(path string) (map[string]depEntry, error) {
 		if !ok {
 			continue
 		}
-		e := depEntry{path: mod}
+		e := depEntry{path: mod, known: true}
 		for _, d := range strings.Fields(rest) {
 			e.deps = append(e.deps, modName(d))
 		}

@@ -3,6 +3,7 @@ package loop
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,5 +76,68 @@ func TestModuleDepsNotELF(t *testing.T) {
 	}
 	if _, err := moduleDeps(filepath.Join(t.TempDir(), "missing.ko"), ""); err == nil {
 		t.Error("moduleDeps of a missing file: no error")
+	}
+}
+
+// Debian's kernel packages ship no modules.dep (depmod writes it at
+// install): the modules a module needs are then read from the .modinfo of
+// each, compressed or not, found by name anywhere in the tree.
+func TestResolveDepsWithoutModulesDep(t *testing.T) {
+	dir := t.TempDir()
+	module := func(rel, depends string, compress bool) {
+		t.Helper()
+		src := filepath.Join(t.TempDir(), "m.c")
+		code := "__attribute__((section(\".modinfo\"), used)) static const char d[] = \"license=GPL\\0depends=" + depends + "\";\n"
+		if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		obj := filepath.Join(t.TempDir(), "m.o")
+		if out, err := exec.Command("gcc", "-c", "-o", obj, src).CombinedOutput(); err != nil {
+			t.Fatalf("gcc (the test setup installs it): %v: %s", err, out)
+		}
+		b, err := os.ReadFile(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if compress {
+			var buf bytes.Buffer
+			w, err := xz.NewWriter(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write(b)
+			w.Close()
+			b = buf.Bytes()
+		}
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	module("kernel/fs/overlayfs/overlay.ko.xz", "ovl-helper,crc", true)
+	module("kernel/lib/ovl-helper.ko", "crc", false)
+	module("kernel/lib/crc.ko.xz", "", true)
+	module("kernel/net/other.ko", "", false)
+	got, err := resolveDeps("drivers_test", []string{"overlay"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel []string
+	for _, p := range got {
+		r, _ := filepath.Rel(dir, p)
+		rel = append(rel, r)
+	}
+	want := []string{"kernel/lib/crc.ko.xz", "kernel/lib/ovl-helper.ko", "kernel/fs/overlayfs/overlay.ko.xz"}
+	if !slices.Equal(rel, want) {
+		t.Errorf("load order %v, want %v", rel, want)
+	}
+	if mods, err := optionalModules([]string{"overlay", "builtin_one"}, dir); err != nil || len(mods) != 3 {
+		t.Errorf("optionalModules = %v, %v; want overlay's three", mods, err)
+	}
+	if _, err := resolveDeps("scap.ko", []string{"missing"}, dir); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("unknown dependency: %v", err)
 	}
 }
