@@ -178,14 +178,23 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (exit int, err error) {
 			err = fmt.Errorf("remove container %s: %w", name, rerr)
 		}
 	}()
-	created, err := e.api.ContainerCreate(ctx, &container.Config{
+	// The create is not cancelled with ctx: a create request cancelled in
+	// flight can still make the container after the removal above has
+	// looked for it (an interrupted compile on a busy engine left one so).
+	// It is short; ctx is checked once it has answered.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	created, err := e.api.ContainerCreate(cctx, &container.Config{
 		Image:  spec.Image,
 		Cmd:    spec.Cmd,
 		Env:    spec.Env,
 		Labels: labels,
 	}, &container.HostConfig{Binds: binds, NetworkMode: "none"}, nil, nil, name)
+	ccancel()
 	if err != nil {
 		return -1, fmt.Errorf("create container from %s: %w", spec.Image, err)
+	}
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
 	}
 	c := &Container{e: e, ID: created.ID}
 	if spec.CopyIn != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,6 +131,7 @@ func TestDrillEngineStops(t *testing.T) {
 	d.run(t, "kernel", 10*time.Minute) // on the system engine: the images are there
 	dir := privateEngine(t, d, true)
 	d.resetCompile(t)
+	release := heldTree(t, d)
 
 	r := d.start(t, "compile")
 	r.WaitFor("container of the run", 5*time.Minute, func() bool { return len(d.containers(t)) > 0 })
@@ -175,6 +178,7 @@ func TestDrillEngineStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the engine came back with %d containers of the run", len(d.containers(t)))
+	release()
 	out = d.run(t, "compile", 10*time.Minute)
 	if l := regexp.MustCompile(`(?m)^compile: removed .*$`).FindString(out); l != "" {
 		t.Logf("| %s", l)
@@ -183,6 +187,37 @@ func TestDrillEngineStops(t *testing.T) {
 	for _, c := range d.cells(t) {
 		if c.Compile == nil || c.Compile.Status != results.CompileOK {
 			t.Errorf("%s: not built once the engine was back: %+v\n%s", c.ID(), c.Compile, out)
+		}
+	}
+}
+
+// heldTree points the drill at a copy of the stand-in tree whose
+// configure step holds every build (a sleep), so that the engine surely
+// stops under builds in flight, however fast the host builds the stand-in
+// (it takes about 2 s). release takes the hold away for the next run.
+func heldTree(t *testing.T, d *drill) (release func()) {
+	t.Helper()
+	tree := d.path("held-tree")
+	if err := os.RemoveAll(tree); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", d.env["VM_LIBS_DIR"], tree).CombinedOutput(); err != nil {
+		t.Fatalf("copy the stand-in tree: %v: %s", err, out)
+	}
+	lists := filepath.Join(tree, "CMakeLists.txt")
+	orig, err := os.ReadFile(lists)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := append(slices.Clone(orig), "\n# Held by the engine drill: the engine stops during this configure.\nexecute_process(COMMAND sleep 600)\n"...)
+	if err := os.WriteFile(lists, held, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.env["VM_LIBS_DIR"] = tree
+	return func() {
+		t.Helper()
+		if err := os.WriteFile(lists, orig, 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
