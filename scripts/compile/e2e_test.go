@@ -252,11 +252,17 @@ func cellMap(t *testing.T, cfg *config.Config) map[string]results.Compile {
 }
 
 // noPartialArtifacts fails when build/driver holds anything but complete
-// ELF artifacts and scap-open library trees.
+// ELF artifacts, the keys beside them and their library trees.
 func noPartialArtifacts(t *testing.T, cfg *config.Config) {
 	t.Helper()
 	filepath.WalkDir(cfg.Path("driver"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.Contains(p, ".root/") {
+			return nil
+		}
+		if artifact, ok := strings.CutSuffix(p, ".key"); ok {
+			if _, serr := os.Stat(artifact); serr != nil {
+				t.Errorf("key without its artifact under build/driver: %s", p)
+			}
 			return nil
 		}
 		if _, eerr := elf.Open(p); eerr != nil {
