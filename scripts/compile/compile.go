@@ -190,6 +190,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 				}
 			}
 		}
+		restoreKeptBuilds(f, cfg.BuildDir, kept)
 		// How a cell was planned is not part of its key: a record kept
 		// from a run that planned it otherwise is brought up to date.
 		for _, j := range kept {
@@ -427,6 +428,23 @@ func driversTestErrors(resultsPath, buildDir string, jobs []Job) ([]error, error
 			j.Name(), ErrDriversTest, filepath.Join(buildDir, j.Log), why))
 	}
 	return errs, nil
+}
+
+// restoreKeptBuilds gives back its record to a drivers_test that is kept
+// because it is there with its key beside it, when results.json lost the
+// record (removed to start the matrices anew, or written by a run that did
+// not plan it): the test stage finds its binary through the record, and
+// would call every behaviour test unavailable.
+func restoreKeptBuilds(f *results.File, buildDir string, kept []Job) {
+	for _, j := range kept {
+		if j.Driver != layout.DriversTest || !keyed(buildDir, j) {
+			continue
+		}
+		if b := f.FindBuild(layout.DriversTest, j.Compiler); b == nil || b.Key != j.Key || b.Status != results.CompileOK {
+			f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: j.Compiler, Status: results.CompileOK,
+				Log: j.Log, Artifact: j.Artifact, Key: j.Key})
+		}
+	}
 }
 
 // dropDriverOK removes the driver_ok artifact of a cell, if any: it is the

@@ -2,6 +2,7 @@ package vagrant
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,7 +86,12 @@ func interruptedLoop(t *testing.T, cfg, shared *config.Config) {
 	before := testRecord(t, cfg, id)
 	pending := haltPendingPath(cfg, "debian")
 
-	r := e2etest.StartMage(t, "loop", env)
+	// The interrupted run's cell captures until a limit far off (the
+	// stand-in's kmod is open and has its 30 events in about a second on
+	// a quiet host, and the loop would be over before Ctrl-C).
+	long := maps.Clone(env)
+	long["VM_MIN_EVENTS"], long["VM_TEST_SECONDS"] = "1000000000", "300"
+	r := e2etest.StartMage(t, "loop", long)
 	r.WaitLine(regexp.MustCompile(`^loop debian: running `+regexp.QuoteMeta(id.ID())+`$`), bounded(t, 30*time.Minute))
 	time.Sleep(3 * time.Second) // the agent is at work in the guest
 	took := r.Interrupt()
