@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 )
 
 // TCPEngine starts a second dockerd, of the test's own, listening on
@@ -68,7 +70,13 @@ func TCPEngine(t *testing.T, name, hide string) string {
 		case <-exited:
 		case <-time.After(time.Minute):
 			cmd.Process.Kill()
+			<-exited
 			t.Errorf("dockerd at %s still running a minute after SIGTERM", host)
+		}
+		// dockerd leaves its network namespace mounted under its exec
+		// root, which then cannot be removed with the build directory.
+		if err := tree.Remove(filepath.Join(dir, "exec")); err != nil {
+			t.Error(err)
 		}
 	})
 	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
