@@ -3,7 +3,9 @@ package setup
 import (
 	"context"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -42,5 +44,33 @@ func TestStartDockerRemote(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "is not on this host: start it there") || !strings.Contains(err.Error(), host) {
 			t.Errorf("DOCKER_HOST=%s: %v", host, err)
 		}
+	}
+}
+
+// A second engine gets a bridge of its own, named from its state
+// directory within Linux's 15 characters, made once.
+func TestEngineBridge(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a bridge needs root")
+	}
+	dir := t.TempDir()
+	name, err := EngineBridge(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	if len(name) > 15 || !strings.HasPrefix(name, "tvm") {
+		t.Errorf("bridge name %q", name)
+	}
+	if _, err := net.InterfaceByName(name); err != nil {
+		t.Errorf("bridge %s not there: %v", name, err)
+	}
+	if again, err := EngineBridge(dir); err != nil || again != name {
+		t.Errorf("second call: %q, %v; want %q", again, err, name)
+	}
+	if other, err := EngineBridge(t.TempDir()); err != nil || other == name {
+		t.Errorf("another directory's bridge: %q, %v", other, err)
+	} else {
+		exec.Command("ip", "link", "del", other).Run()
 	}
 }

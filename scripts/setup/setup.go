@@ -5,8 +5,11 @@ package setup
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,16 +276,44 @@ func startPrivateDocker(out *ui.Printer, host, dir string) error {
 		return fmt.Errorf("setup: %w", err)
 	}
 	defer logf.Close()
+	bridge, err := EngineBridge(dir)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
 	cmd := exec.Command(lookPath("dockerd"), "--host", host,
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "dockerd.pid"),
-		"--bridge", "none", "--iptables=false", "--ip6tables=false")
+		"--bridge", bridge, "--iptables=false", "--ip6tables=false")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("setup: start dockerd: %w", err)
 	}
 	return cmd.Process.Release()
+}
+
+// EngineBridge makes sure a Linux bridge of its own exists for a second
+// engine with its state in dir, and returns its name, for dockerd's
+// --bridge. A second dockerd must not run with --bridge none: it then
+// deletes the interface docker0 at start, the system engine's default
+// bridge, and every container or image build of the system engine that
+// needs a network fails after it ("could not find bridge docker0").
+func EngineBridge(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	name := "tvm" + hex.EncodeToString(sum[:])[:8] // at most 15 characters
+	if _, err := net.InterfaceByName(name); err == nil {
+		return name, nil
+	}
+	for _, args := range [][]string{{"link", "add", name, "type", "bridge"}, {"link", "set", name, "up"}} {
+		if out, err := exec.Command(lookPath("ip"), args...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("bridge %s for the engine in %s: ip %s: %v: %s", name, dir, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return name, nil
 }
 
 func (r Requirement) fix() string {

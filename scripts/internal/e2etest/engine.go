@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/falcosecurity/libs/test/vm/scripts/setup"
 	"github.com/falcosecurity/libs/test/vm/scripts/tree"
 )
 
@@ -47,9 +48,13 @@ func TCPEngine(t *testing.T, name, hide string) string {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	bridge, err := setup.EngineBridge(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dockerd := []string{"dockerd", "--host", host,
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", pidfile, "--bridge", "none", "--iptables=false", "--ip6tables=false"}
+		"--pidfile", pidfile, "--bridge", bridge, "--iptables=false", "--ip6tables=false"}
 	cmd := exec.Command(dockerd[0], dockerd[1:]...)
 	if hide != "" {
 		// unshare and sh exec: the process started is dockerd in the end.
