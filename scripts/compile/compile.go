@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	if n, err := engine.RemoveLeftovers(ctx, container.LabelBuild+"="+cfg.BuildDir); err != nil {
 		return err
 	} else if n > 0 {
-		out.Linef("compile: removed %d stopped containers an earlier run left (its engine went away under it)", n)
+		out.Linef("compile: removed %d containers an earlier run left (stopped when its engine went away, or never started)", n)
 	}
 	choices, err := kernelChoices(cfg, manifest.Kernels, out)
 	if err != nil {

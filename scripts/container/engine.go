@@ -293,11 +293,17 @@ func (e *Engine) Remaining(ctx context.Context, labels ...string) ([]string, err
 	return ids, nil
 }
 
+// staleCreated is how long after its creation a container never started
+// is surely a leftover: a run starts its containers at once.
+var staleCreated = time.Minute
+
 // RemoveLeftovers removes the containers carrying labels that have ended
 // (exited or dead): those a run could not remove because the engine went
-// away under it (the engine keeps them, stopped, when it comes back). One
-// that is created or running may belong to another run and stays. It
-// returns how many it removed.
+// away under it (the engine keeps them, stopped, when it comes back); and
+// those created more than a minute ago and never started, which a run
+// that was killed between the two left. One that is running, or was just
+// created, may belong to another run and stays. It returns how many it
+// removed.
 func (e *Engine) RemoveLeftovers(ctx context.Context, labels ...string) (int, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelOwner+"=1"))
 	for _, l := range labels {
@@ -309,7 +315,8 @@ func (e *Engine) RemoveLeftovers(ctx context.Context, labels ...string) (int, er
 	}
 	n := 0
 	for _, c := range list {
-		if c.State != "exited" && c.State != "dead" {
+		stale := c.State == "created" && time.Since(time.Unix(c.Created, 0)) > staleCreated
+		if c.State != "exited" && c.State != "dead" && !stale {
 			continue
 		}
 		if err := e.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
