@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 				}
 			}
 		}
-		restoreKeptBuilds(f, cfg.BuildDir, kept)
+		restoreKeptBuilds(f, cfg.BuildDir, jobs)
 		// How a cell was planned is not part of its key: a record kept
 		// from a run that planned it otherwise is brought up to date.
 		for _, j := range kept {
@@ -430,13 +430,14 @@ func driversTestErrors(resultsPath, buildDir string, jobs []Job) ([]error, error
 	return errs, nil
 }
 
-// restoreKeptBuilds gives back its record to a drivers_test that is kept
-// because it is there with its key beside it, when results.json lost the
+// restoreKeptBuilds gives back its record to a drivers_test of jobs that
+// is kept because it is there with its key beside it (such a cell-less
+// build is not among the kept cells' jobs), when results.json lost the
 // record (removed to start the matrices anew, or written by a run that did
 // not plan it): the test stage finds its binary through the record, and
 // would call every behaviour test unavailable.
-func restoreKeptBuilds(f *results.File, buildDir string, kept []Job) {
-	for _, j := range kept {
+func restoreKeptBuilds(f *results.File, buildDir string, jobs []Job) {
+	for _, j := range jobs {
 		if j.Driver != layout.DriversTest || !keyed(buildDir, j) {
 			continue
 		}
