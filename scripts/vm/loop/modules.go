@@ -38,6 +38,11 @@ func resolveDeps(what string, direct []string, modulesDir string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
+	return orderDeps(what, direct, modulesDir, deps)
+}
+
+// orderDeps is resolveDeps on a module table already read.
+func orderDeps(what string, direct []string, modulesDir string, deps map[string]depEntry) ([]string, error) {
 	var order []string
 	seen := map[string]bool{}
 	var visit func(name string) error
@@ -98,7 +103,7 @@ func optionalModules(names []string, modulesDir string) ([]string, error) {
 	if len(present) == 0 {
 		return nil, nil
 	}
-	return resolveDeps("drivers_test", present, modulesDir)
+	return orderDeps("drivers_test", present, modulesDir, deps)
 }
 
 // modName is a module's name as modinfo and modprobe compare them.
