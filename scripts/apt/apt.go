@@ -444,6 +444,10 @@ func (r *Resolver) fetchIndex(ctx context.Context, suite string) (string, error)
 	}
 	dl := download.New(r.Client, 1)
 	dest := filepath.Join(dir, "Packages.xz")
+	if r.arch() != "amd64" {
+		// One state directory serves every architecture's resolver.
+		dest = filepath.Join(dir, "Packages-"+r.arch()+".xz")
+	}
 	if _, err := dl.Get(ctx, download.Item{URL: base + "/" + comp, Dest: dest, Size: size, SHA256: sum}); err != nil {
 		return "", fmt.Errorf("suite %s: index: %w", suite, err)
 	}

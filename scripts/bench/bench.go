@@ -290,7 +290,7 @@ func (b *bench) bootFloor(ctx context.Context) {
 			dir := filepath.Join(b.dir, "boot", fmt.Sprintf("%s-%d", k.UnameR, i))
 			var secs float64
 			var acc string
-			secs, acc, err = qemuvm.BareBoot(ctx, &kc, b.out, k.Vmlinuz, dir)
+			secs, acc, err = qemuvm.BareBoot(ctx, &kc, b.out, k, dir)
 			os.RemoveAll(dir)
 			if err != nil {
 				break

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 			compilers = append(compilers, c)
 		}
 	}
-	images, err := engine.EnsureFor(ctx, cfg, compilers, out)
+	images, err := engine.EnsureFor(ctx, cfg, compilers, kernelArches(manifest.Kernels), out)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 			}
 		}
 		for _, k := range manifest.Kernels {
-			f.SetKernel(results.Kernel{Kernel: CellKernel(k), Name: k.Name, Facts: k.Facts})
+			f.SetKernel(results.Kernel{Kernel: CellKernel(k), Name: k.Name, Arch: layout.ArchOf(k.Arch), Facts: k.Facts})
 		}
 		// A tree without drivers_test is a fact the test stage reads: its
 		// cells have no behaviour tests, rather than missing ones.
@@ -204,6 +204,7 @@ func Run(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 			f.SetCompile(s.Cell.Kernel, s.Cell.Compiler, s.Cell.Driver, results.Compile{Status: results.CompileSkip, Reason: s.Reason})
 			dropDriverOK(cfg.BuildDir, s.Cell)
 		}
+		f.StampArches()
 		return nil
 	})
 	if err != nil {
@@ -421,7 +422,7 @@ func driversTestErrors(resultsPath, buildDir string, jobs []Job) ([]error, error
 			continue
 		}
 		why := "it did not run"
-		if b := f.FindBuild(layout.DriversTest, j.Compiler); b != nil && b.Key == j.Key && b.Reason != "" {
+		if b := f.FindBuild(layout.DriversTest, j.Compiler, j.Arch); b != nil && b.Key == j.Key && b.Reason != "" {
 			why = b.Reason
 		}
 		errs = append(errs, fmt.Errorf("%s: %w (log %s): %s; the behaviour tests that need it are errors",
@@ -441,8 +442,8 @@ func restoreKeptBuilds(f *results.File, buildDir string, jobs []Job) {
 		if j.Driver != layout.DriversTest || !keyed(buildDir, j) {
 			continue
 		}
-		if b := f.FindBuild(layout.DriversTest, j.Compiler); b == nil || b.Key != j.Key || b.Status != results.CompileOK {
-			f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: j.Compiler, Status: results.CompileOK,
+		if b := f.FindBuild(layout.DriversTest, j.Compiler, j.Arch); b == nil || b.Key != j.Key || b.Status != results.CompileOK {
+			f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: j.Compiler, Arch: buildArch(j.Arch), Status: results.CompileOK,
 				Log: j.Log, Artifact: j.Artifact, Key: j.Key})
 		}
 	}
@@ -469,7 +470,7 @@ func upToDate(prev *results.File, buildDir string, j Job) (*results.Compile, boo
 	}
 	if j.Driver == layout.DriversTest {
 		// A failure is kept like a cell's: the same inputs fail again.
-		b := prev.FindBuild(layout.DriversTest, j.Compiler)
+		b := prev.FindBuild(layout.DriversTest, j.Compiler, j.Arch)
 		return nil, keyed(buildDir, j) || b != nil && b.Key == j.Key && b.Status == results.CompileFail
 	}
 	for _, id := range j.Cells {
@@ -618,7 +619,7 @@ func record(resultsPath, buildDir string, j Job, o outcome) error {
 	if j.Driver == layout.DriversTest {
 		c := o.compile
 		err := results.Update(resultsPath, func(f *results.File) error {
-			f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: j.Compiler, Status: c.Status, Reason: c.Reason,
+			f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: j.Compiler, Arch: buildArch(j.Arch), Status: c.Status, Reason: c.Reason,
 				Log: j.Log, Artifact: c.Artifact, Key: c.Key, Seconds: c.Seconds})
 			return nil
 		})
@@ -638,8 +639,18 @@ func record(resultsPath, buildDir string, j Job, o outcome) error {
 				dropDriverOK(buildDir, id)
 			}
 		}
+		f.StampArches()
 		return nil
 	})
+}
+
+// buildArch is a build record's Arch: empty for amd64, as records were
+// before grids had an architecture, so that they stay the same.
+func buildArch(arch string) string {
+	if layout.ArchOf(arch) == layout.Amd64 {
+		return ""
+	}
+	return arch
 }
 
 // printSummary prints the cells of this grid as a table, then the failed
@@ -684,7 +695,7 @@ func printSummary(out *ui.Printer, buildDir, resultsPath string, jobs []Job, ski
 		if j.Driver != layout.DriversTest {
 			continue
 		}
-		if br := f.FindBuild(layout.DriversTest, j.Compiler); br != nil && br.Key == j.Key {
+		if br := f.FindBuild(layout.DriversTest, j.Compiler, j.Arch); br != nil && br.Key == j.Key {
 			line := fmt.Sprintf("compile: %s: %s", j.Name(), br.Status)
 			if br.Reason != "" {
 				line += ": " + br.Reason

@@ -124,7 +124,7 @@ func TestE2EHelloModule(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, reason := container.Select(images, c.compiler, need)
+			img, reason := container.Select(images, c.compiler, need, "")
 			if reason != "" || img.Suite != c.suite {
 				t.Fatalf("image for %s x %s: %q %s, want %s", c.compiler, c.uname, img.Suite, reason, c.suite)
 			}
@@ -323,13 +323,13 @@ func TestE2ECompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, clang := range []string{"clang-14", "clang-19"} {
-		b := rf.FindBuild(layout.DriversTest, clang)
+		b := rf.FindBuild(layout.DriversTest, clang, "")
 		if b == nil || b.Status != results.CompileOK {
 			t.Errorf("%s drivers_test: %+v", clang, b)
 			continue
 		}
 		for _, p := range []string{"", ".root/usr/bin/true", ".root/bin/true", ".root/lib64/ld-linux-x86-64.so.2", ".key"} {
-			if _, err := os.Stat(cfg.Path(layout.DriversTestBin(clang) + p)); err != nil {
+			if _, err := os.Stat(cfg.Path(layout.DriversTestBin(clang, "") + p)); err != nil {
 				t.Errorf("%s drivers_test: %v", clang, err)
 			}
 		}

@@ -34,6 +34,7 @@ type Job struct {
 	Driver   string
 	Compiler string
 	HostGCC  string        // the image's gcc-N that configures the tree
+	Arch     string        // the architecture it builds for (layout.Amd64, layout.Arm64)
 	Kernel   *kernel.Entry // nil for modern_bpf and scap-open
 	Image    container.Image
 	Recipe   Recipe   // what the container runs
@@ -56,13 +57,17 @@ func (j Job) Own() string {
 
 // Name is the job's name in lines and the summary.
 func (j Job) Name() string {
+	suffix := ""
+	if a := layout.ArchOf(j.Arch); a != layout.Amd64 {
+		suffix = "-" + a
+	}
 	switch {
 	case j.Driver == layout.ScapOpen:
-		return "scap-open"
+		return "scap-open" + suffix
 	case j.Driver == layout.DriversTest:
-		return j.Compiler + "/drivers_test"
+		return j.Compiler + "/drivers_test" + suffix
 	case j.Kernel == nil:
-		return j.Compiler + "/" + j.Driver
+		return j.Compiler + "/" + j.Driver + suffix
 	}
 	return j.Compiler + "/" + j.Kernel.UnameR + "/" + j.Driver
 }
@@ -140,21 +145,24 @@ func Plan(in Inputs) ([]Job, []Skip) {
 	var skips []Skip
 	has := func(d string) bool { return slices.Contains(in.Drivers, d) }
 	inLibs := func(d string) bool { ok, _ := Available(in.Tree, d); return ok }
-	modern := map[string]int{} // clang -> index in jobs
-	for _, c := range in.Compilers {
-		if !isClang(c) || !has(layout.ModernBPF) || clangVersion(c) < 12 || !inLibs(layout.ModernBPF) {
-			continue
+	arches := kernelArches(in.Kernels)
+	modern := map[string]int{} // arch/clang -> index in jobs
+	for _, arch := range arches {
+		for _, c := range in.Compilers {
+			if !isClang(c) || !has(layout.ModernBPF) || clangVersion(c) < 12 || !inLibs(layout.ModernBPF) {
+				continue
+			}
+			img, reason := container.Select(in.Images, c, "", arch)
+			if reason != "" {
+				continue // recorded per cell below
+			}
+			modern[arch+"/"+c] = len(jobs)
+			jobs = append(jobs, newJob(in, Job{
+				Driver: layout.ModernBPF, Compiler: c, HostGCC: hostGCC(img), Arch: arch, Image: img,
+				Artifact: layout.Artifact(c, "", layout.ModernBPF, arch),
+				Log:      layout.CompileLog(c, "", layout.ModernBPF, arch),
+			}))
 		}
-		img, reason := container.Select(in.Images, c, "")
-		if reason != "" {
-			continue // recorded per cell below
-		}
-		modern[c] = len(jobs)
-		jobs = append(jobs, newJob(in, Job{
-			Driver: layout.ModernBPF, Compiler: c, HostGCC: hostGCC(img), Image: img,
-			Artifact: layout.Artifact(c, "", layout.ModernBPF),
-			Log:      layout.CompileLog(c, "", layout.ModernBPF),
-		}))
 	}
 	healthy := map[string]bool{}
 	for _, k := range in.Kernels {
@@ -177,6 +185,7 @@ func Plan(in Inputs) ([]Job, []Skip) {
 			}
 		}
 		kname := CellKernel(*k)
+		arch := layout.ArchOf(k.Arch)
 		var choice *KernelChoice
 		if ch, ok := in.KernelChoices[kname]; ok && has(layout.Kmod) {
 			choice = &ch
@@ -204,24 +213,24 @@ func Plan(in Inputs) ([]Job, []Skip) {
 				if d == layout.ModernBPF {
 					if clangVersion(c) < 12 {
 						skips = append(skips, Skip{id, ReasonModernClang})
-					} else if j, ok := modern[c]; ok {
+					} else if j, ok := modern[arch+"/"+c]; ok {
 						jobs[j].Cells = append(jobs[j].Cells, id)
 					} else {
-						_, reason := container.Select(in.Images, c, "")
+						_, reason := container.Select(in.Images, c, "", arch)
 						skips = append(skips, Skip{id, reason})
 					}
 					continue
 				}
-				img, reason := container.Select(in.Images, c, in.GlibcNeed[k.UnameR])
+				img, reason := container.Select(in.Images, c, in.GlibcNeed[k.UnameR], arch)
 				if reason != "" {
 					skips = append(skips, Skip{id, reason})
 					continue
 				}
 				j := Job{
-					Driver: d, Compiler: c, HostGCC: hostGCC(img), Kernel: k, Image: img,
+					Driver: d, Compiler: c, HostGCC: hostGCC(img), Arch: arch, Kernel: k, Image: img,
 					Cells:    []CellID{id},
-					Artifact: layout.Artifact(c, k.UnameR, d),
-					Log:      layout.CompileLog(c, k.UnameR, d),
+					Artifact: layout.Artifact(c, k.UnameR, d, arch),
+					Log:      layout.CompileLog(c, k.UnameR, d, arch),
 				}
 				if own {
 					j.ForKernel = e.kernel.Own
@@ -233,25 +242,57 @@ func Plan(in Inputs) ([]Job, []Skip) {
 	// A modern_bpf build no kernel's cell records is still worth having
 	// (the test stage may add kernels), but an empty grid needs none.
 	jobs = slices.DeleteFunc(jobs, func(j Job) bool { return j.Driver == layout.ModernBPF && len(j.Cells) == 0 })
-	if in.ScapOpen && len(in.Images) > 0 && inLibs(layout.ScapOpen) &&
-		slices.ContainsFunc(jobs, func(j Job) bool { return j.Driver == layout.Kmod || j.Driver == layout.BPF }) {
+	for _, arch := range arches {
+		img, ok := newestImage(in.Images, arch)
+		if !in.ScapOpen || !ok || !inLibs(layout.ScapOpen) ||
+			!slices.ContainsFunc(jobs, func(j Job) bool { return j.Arch == arch && (j.Driver == layout.Kmod || j.Driver == layout.BPF) }) {
+			continue
+		}
 		// The newest suite: scap-open runs in the guest with the loader and
 		// libraries of its image (its closure), so any image would do; the
 		// newest has the newest libbpf.
-		img := in.Images[len(in.Images)-1]
 		jobs = append(jobs, newJob(in, Job{
-			Driver: layout.ScapOpen, Compiler: hostGCC(img), HostGCC: hostGCC(img), Image: img,
-			Artifact: layout.ScapOpenBin,
-			Log:      layout.ScapOpenLog,
+			Driver: layout.ScapOpen, Compiler: hostGCC(img), HostGCC: hostGCC(img), Arch: arch, Image: img,
+			Artifact: layout.ScapOpenFor(arch),
+			Log:      layout.ScapOpenLogFor(arch),
 		}))
 	}
-	jobs = append(jobs, driversTestJobs(in, jobs)...)
+	for _, arch := range arches {
+		jobs = append(jobs, driversTestJobs(in, jobs, arch)...)
+	}
 	return jobs, skips
 }
 
-// driversTestJobs plans the drivers_test builds the cells of jobs need.
-func driversTestJobs(in Inputs, jobs []Job) []Job {
-	if !in.Behaviour || len(in.Images) == 0 {
+// kernelArches are the architectures of kernels, in layout.Arches order;
+// amd64 for none.
+func kernelArches(kernels []kernel.Entry) []string {
+	var out []string
+	for _, a := range layout.Arches {
+		if slices.ContainsFunc(kernels, func(k kernel.Entry) bool { return layout.ArchOf(k.Arch) == a }) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{layout.Amd64}
+	}
+	return out
+}
+
+// newestImage is the image of the newest suite that builds for arch.
+func newestImage(images []container.Image, arch string) (container.Image, bool) {
+	for i := len(images) - 1; i >= 0; i-- {
+		if layout.ArchOf(images[i].Arch) == arch {
+			return images[i], true
+		}
+	}
+	return container.Image{}, false
+}
+
+// driversTestJobs plans the drivers_test builds the cells of jobs for
+// arch need.
+func driversTestJobs(in Inputs, jobs []Job, arch string) []Job {
+	img, ok := newestImage(in.Images, arch)
+	if !in.Behaviour || !ok {
 		return nil
 	}
 	if ok, _ := Available(in.Tree, layout.DriversTest); !ok {
@@ -259,17 +300,16 @@ func driversTestJobs(in Inputs, jobs []Job) []Job {
 	}
 	var out []Job
 	for _, j := range jobs {
-		if j.Driver == layout.ModernBPF {
+		if j.Driver == layout.ModernBPF && j.Arch == arch {
 			out = append(out, newJob(in, Job{
-				Driver: layout.DriversTest, Compiler: j.Compiler, HostGCC: j.HostGCC, Image: j.Image,
-				Artifact: layout.DriversTestBin(j.Compiler), Log: layout.DriversTestLog(j.Compiler),
+				Driver: layout.DriversTest, Compiler: j.Compiler, HostGCC: j.HostGCC, Arch: arch, Image: j.Image,
+				Artifact: layout.DriversTestBin(j.Compiler, arch), Log: layout.DriversTestLog(j.Compiler, arch),
 			}))
 		}
 	}
-	if len(out) > 0 || !slices.ContainsFunc(jobs, func(j Job) bool { return j.Driver == layout.Kmod }) {
+	if len(out) > 0 || !slices.ContainsFunc(jobs, func(j Job) bool { return j.Driver == layout.Kmod && j.Arch == arch }) {
 		return out
 	}
-	img := in.Images[len(in.Images)-1]
 	clang := ""
 	for _, c := range img.Compilers {
 		if isClang(c) && clangVersion(c) >= 12 && clangVersion(c) > clangVersion(clang) {
@@ -280,8 +320,8 @@ func driversTestJobs(in Inputs, jobs []Job) []Job {
 		return nil
 	}
 	return []Job{newJob(in, Job{
-		Driver: layout.DriversTest, Compiler: clang, HostGCC: hostGCC(img), Image: img,
-		Artifact: layout.DriversTestBin(clang), Log: layout.DriversTestLog(clang),
+		Driver: layout.DriversTest, Compiler: clang, HostGCC: hostGCC(img), Arch: arch, Image: img,
+		Artifact: layout.DriversTestBin(clang, arch), Log: layout.DriversTestLog(clang, arch),
 	})}
 }
 
@@ -289,7 +329,7 @@ func driversTestJobs(in Inputs, jobs []Job) []Job {
 // and its cache key: the source, the kernel's sysroot, the image and the
 // script itself, so that a changed recipe builds again.
 func newJob(in Inputs, j Job) Job {
-	p := recipeParams{driver: j.Driver, compiler: j.Compiler, hostGCC: j.HostGCC}
+	p := recipeParams{driver: j.Driver, compiler: j.Compiler, hostGCC: j.HostGCC, arch: layout.ArchOf(j.Arch)}
 	sysroot := ""
 	if j.Kernel != nil {
 		p.kernelDir, sysroot = j.Kernel.KernelDir, sysrootID(*j.Kernel)

@@ -87,7 +87,7 @@ var commonSettings = []setting{
 // modern probe), the settings it wants and the goals that produce it.
 var builds = map[string]build{
 	layout.Kmod: {
-		goals:  []goal{{target: "driver", args: []string{"KERNELDIR={kerneldir}", "CC={compiler}"}}},
+		goals:  []goal{{target: "driver", args: []string{"KERNELDIR={kerneldir}", "CC={kcc}"}}},
 		output: "driver/*.ko", // the name is the tree's DRIVER_NAME (scap, falco, ...)
 		copyTo: outKmod,
 	},
@@ -205,6 +205,24 @@ type recipeParams struct {
 	compiler  string // gcc-N (kmod) or clang-N (probes)
 	hostGCC   string // the image's gcc-N that configures the tree
 	kernelDir string // KERNELDIR, "" for builds without headers
+	arch      string // the architecture it builds for (layout.Amd64, layout.Arm64)
+}
+
+// crossTarget is what cross-building for a foreign architecture takes: the
+// GNU triplet (the cross gcc's prefix, CROSS_COMPILE without its dash),
+// the kernel's ARCH and CMake's CMAKE_SYSTEM_PROCESSOR.
+type crossTarget struct{ triplet, kernelArch, processor string }
+
+var crossTargets = map[string]crossTarget{
+	layout.Arm64: {triplet: "aarch64-linux-gnu", kernelArch: "arm64", processor: "aarch64"},
+}
+
+// userspaceBuild reports whether driver's build is a program of the
+// guest (scap-open, with or without the modern probe, and drivers_test),
+// configured for the target; the kmod and the legacy probe are built by
+// the kernel's kbuild, whose make variables say the target.
+func userspaceBuild(driver string) bool {
+	return driver == layout.ModernBPF || driver == layout.ScapOpen || driver == layout.DriversTest
 }
 
 // makeRecipe writes the script of one job from the description and what the
@@ -217,13 +235,30 @@ func makeRecipe(t *libstree.Tree, p recipeParams) Recipe {
 	if strings.HasPrefix(cc, "clang-") {
 		cc = p.hostGCC
 	}
-	fill := strings.NewReplacer("{kerneldir}", p.kernelDir, "{compiler}", p.compiler,
+	cross, isCross := crossTargets[p.arch]
+	kcc := p.compiler // the kmod's CC
+	if isCross && strings.HasPrefix(kcc, "gcc-") {
+		kcc = cross.triplet + "-" + kcc
+	}
+	fill := strings.NewReplacer("{kerneldir}", p.kernelDir, "{compiler}", p.compiler, "{kcc}", kcc,
 		"{version}", strings.TrimPrefix(p.compiler, "clang-")).Replace
+	var configureEnv string
+	var crossArgs []string
+	if isCross && userspaceBuild(p.driver) {
+		// A CMake cross build: the target's compilers, and pkg-config
+		// reading the target's multiarch directory only.
+		cc = cross.triplet + "-" + cc
+		configureEnv = "PKG_CONFIG_LIBDIR=/usr/lib/" + cross.triplet + "/pkgconfig:/usr/share/pkgconfig "
+		crossArgs = []string{"-DCMAKE_SYSTEM_NAME=Linux", "-DCMAKE_SYSTEM_PROCESSOR=" + cross.processor}
+	}
 
 	var head, body strings.Builder
 	fmt.Fprintf(&head, "# %s with %s", p.driver, p.compiler)
 	if p.kernelDir != "" {
 		fmt.Fprintf(&head, " for KERNELDIR=%s", p.kernelDir)
+	}
+	if isCross {
+		fmt.Fprintf(&head, ", cross-built for %s (%s)", p.arch, cross.triplet)
 	}
 	head.WriteString("\n# CMake settings, each valid for this tree where noted:\n")
 	var args, skipped []string
@@ -258,7 +293,7 @@ func makeRecipe(t *libstree.Tree, p recipeParams) Recipe {
 			"if [ \"$(printf '%%s\\n' %s \"$have\" | sort -V | head -n 1)\" != %s ]; then echo \"%sbuilder cmake $have < needed %s\"; exit 97; fi\n",
 			t.CMakeMinimum, t.CMakeMinimum, skipMarker, t.CMakeMinimum)
 	}
-	fmt.Fprintf(&body, "CC=%s CXX=%s cmake %s %s\n", cc, strings.Replace(cc, "gcc-", "g++-", 1), strings.Join(args, " "), srcDir)
+	fmt.Fprintf(&body, "%sCC=%s CXX=%s cmake %s %s\n", configureEnv, cc, strings.Replace(cc, "gcc-", "g++-", 1), strings.Join(append(crossArgs, args...), " "), srcDir)
 	var goals []string
 	for i, g := range b.goals {
 		if !t.HasTarget(g.target) {
@@ -270,6 +305,9 @@ func makeRecipe(t *libstree.Tree, p recipeParams) Recipe {
 		line := "make " + g.target
 		for _, a := range g.args {
 			line += " " + fill(a)
+		}
+		if isCross && !userspaceBuild(p.driver) {
+			line += " ARCH=" + cross.kernelArch + " CROSS_COMPILE=" + cross.triplet + "-"
 		}
 		body.WriteString(line + "\n")
 		if i == len(b.goals)-1 {

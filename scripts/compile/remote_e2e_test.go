@@ -183,7 +183,7 @@ func tcpEngine(t *testing.T, compilers []string, hide string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range container.Needed(specs, compilers) {
+	for _, s := range container.Needed(specs, compilers, nil) {
 		if _, err := api.ImageInspect(t.Context(), s.Tag()); err == nil {
 			continue
 		}

@@ -124,32 +124,32 @@ func TestRecordOutcomes(t *testing.T) {
 func TestRestoreKeptBuilds(t *testing.T) {
 	dir := t.TempDir()
 	j := Job{Driver: layout.DriversTest, Compiler: "clang-19", Key: "k1",
-		Artifact: layout.DriversTestBin("clang-19"), Log: layout.DriversTestLog("clang-19")}
+		Artifact: layout.DriversTestBin("clang-19", ""), Log: layout.DriversTestLog("clang-19", "")}
 	other := Job{Driver: layout.DriversTest, Compiler: "clang-14", Key: "k2",
-		Artifact: layout.DriversTestBin("clang-14"), Log: layout.DriversTestLog("clang-14")}
+		Artifact: layout.DriversTestBin("clang-14", ""), Log: layout.DriversTestLog("clang-14", "")}
 	writeFile(t, filepath.Join(dir, j.Artifact), "\x7fELF")
 	writeFile(t, filepath.Join(dir, j.Artifact+".key"), "k1\n")
 	writeFile(t, filepath.Join(dir, other.Artifact), "\x7fELF") // no key: not kept
 
 	f := &results.File{}
 	restoreKeptBuilds(f, dir, []Job{j, other})
-	b := f.FindBuild(layout.DriversTest, "clang-19")
+	b := f.FindBuild(layout.DriversTest, "clang-19", "")
 	if b == nil || b.Status != results.CompileOK || b.Key != "k1" || b.Artifact != j.Artifact || b.Log != j.Log {
 		t.Errorf("restored record %+v", b)
 	}
-	if b := f.FindBuild(layout.DriversTest, "clang-14"); b != nil {
+	if b := f.FindBuild(layout.DriversTest, "clang-14", ""); b != nil {
 		t.Errorf("a drivers_test without its key got a record: %+v", b)
 	}
 
 	f = &results.File{}
 	f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileOK, Key: "k1", Seconds: 345})
 	restoreKeptBuilds(f, dir, []Job{j})
-	if b := f.FindBuild(layout.DriversTest, "clang-19"); b == nil || b.Seconds != 345 {
+	if b := f.FindBuild(layout.DriversTest, "clang-19", ""); b == nil || b.Seconds != 345 {
 		t.Errorf("a right record was replaced: %+v", b)
 	}
 	f.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileFail, Key: "old"})
 	restoreKeptBuilds(f, dir, []Job{j})
-	if b := f.FindBuild(layout.DriversTest, "clang-19"); b == nil || b.Status != results.CompileOK || b.Key != "k1" {
+	if b := f.FindBuild(layout.DriversTest, "clang-19", ""); b == nil || b.Status != results.CompileOK || b.Key != "k1" {
 		t.Errorf("a stale record was kept: %+v", b)
 	}
 }

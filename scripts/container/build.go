@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/falcosecurity/libs/test/vm/scripts/apt"
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
+	"github.com/falcosecurity/libs/test/vm/scripts/grid"
 	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
@@ -43,16 +45,18 @@ func Build(ctx context.Context, cfg *config.Config, out *ui.Printer) error {
 	return err
 }
 
-// Ensure builds the images that cfg.Compilers need when missing and returns
-// them all, oldest suite first.
+// Ensure builds the images that cfg.Compilers need for the architectures
+// of the grid's kernels when missing and returns them all, oldest suite
+// first.
 func (e *Engine) Ensure(ctx context.Context, cfg *config.Config, out *ui.Printer) ([]Image, error) {
-	return e.EnsureFor(ctx, cfg, cfg.Compilers, out)
+	return e.EnsureFor(ctx, cfg, cfg.Compilers, grid.FileArches(cfg.KernelsFile), out)
 }
 
-// EnsureFor builds the images that compilers need when missing and returns
-// them all, oldest suite first. The compile stage names the compilers:
-// cfg's, and with VM_COMPILERS=kernel those of the kernels' own.
-func (e *Engine) EnsureFor(ctx context.Context, cfg *config.Config, compilers []string, out *ui.Printer) ([]Image, error) {
+// EnsureFor builds the images that compilers need for arches when missing
+// and returns them all, oldest suite first. The compile stage names the
+// compilers (cfg's, and with VM_COMPILERS=kernel those of the kernels'
+// own) and the architectures of its kernels.
+func (e *Engine) EnsureFor(ctx context.Context, cfg *config.Config, compilers, arches []string, out *ui.Printer) ([]Image, error) {
 	if len(compilers) == 0 {
 		return nil, nil // VM_COMPILERS=kernel alone, before the kernels are known
 	}
@@ -60,7 +64,7 @@ func (e *Engine) EnsureFor(ctx context.Context, cfg *config.Config, compilers []
 	if err != nil {
 		return nil, err
 	}
-	need := Needed(specs, compilers)
+	need := Needed(specs, compilers, arches)
 	if len(need) == 0 {
 		out.Linef("container: no builder image provides any of %s", strings.Join(compilers, ", "))
 		return nil, nil
@@ -93,7 +97,7 @@ func (e *Engine) EnsureFor(ctx context.Context, cfg *config.Config, compilers []
 		if !cerrdefs.IsNotFound(err) {
 			return nil, err
 		}
-		img, err = e.build(ctx, cfg, s, out)
+		img, err = e.build(ctx, cfg, s, images, out)
 		if err != nil {
 			return nil, err
 		}
@@ -119,9 +123,11 @@ func (e *Engine) Inspect(ctx context.Context, s Spec) (Image, error) {
 	return img, nil
 }
 
-func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.Printer) (Image, error) {
+// build builds the image of s; a cross image is built on its parent's,
+// which is among built.
+func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, built []Image, out *ui.Printer) (Image, error) {
 	start := time.Now()
-	logPath := cfg.Path(layout.ContainerLog(s.Suite))
+	logPath := cfg.Path(layout.ContainerLog(s.Name()))
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return Image{}, err
 	}
@@ -139,9 +145,9 @@ func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.
 			// mirror over that host's network.
 			return Image{}, fmt.Errorf("builder image %s (log: %s): %w; the engine at %s is not on this host, and its build fetches from %s over its own network: "+
 				"make that mirror reachable from it (VM_DEBIAN_MIRROR), or build the image on a host that reaches it and load it there (docker save %s | docker -H %s load)",
-				s.Suite, logPath, err, e.host, mirror, s.Tag(), e.host)
+				s.Name(), logPath, err, e.host, mirror, s.Tag(), e.host)
 		}
-		return Image{}, fmt.Errorf("builder image %s (log: %s): %w", s.Suite, logPath, err)
+		return Image{}, fmt.Errorf("builder image %s (log: %s): %w", s.Name(), logPath, err)
 	}
 	if mirror == "" {
 		sources, err := apt.HostSources("/etc/apt")
@@ -153,13 +159,19 @@ func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.
 		}
 	}
 	out.Linef("container: building %s (%s), log %s", s.Tag(), strings.Join(s.Compilers, ", "), logPath)
-	base, err := e.baseImage(ctx, s.Suite, mirror, log, out)
-	if err != nil {
+	var base string
+	if s.Parent != nil {
+		i := slices.IndexFunc(built, func(im Image) bool { return im.Name() == s.Parent.Name() })
+		if i < 0 {
+			return fail(fmt.Errorf("its parent image %s is not built", s.Parent.Tag()))
+		}
+		base = built[i].ID
+	} else if base, err = e.baseImage(ctx, s.Suite, mirror, log, out); err != nil {
 		return fail(err)
 	}
 	labels := map[string]string{
 		LabelOwner:     "1",
-		LabelSuite:     s.Suite,
+		LabelSuite:     s.Name(),
 		LabelHash:      s.Hash(),
 		LabelCompilers: strings.Join(s.Compilers, ","),
 	}
@@ -170,7 +182,7 @@ func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.
 	// The glibc label needs the built image: read libc6's version in it and
 	// add the label in a one-line build on top, which also tags it.
 	var ver bytes.Buffer
-	code, err := e.Run(ctx, RunSpec{Image: id, Cmd: []string{"dpkg-query", "-W", "-f=${Version}", "libc6"}, Log: &ver, Timeout: 2 * time.Minute})
+	code, err := e.Run(ctx, RunSpec{Image: id, Cmd: []string{"dpkg-query", "-W", "-f=${Version}", "libc6:amd64"}, Log: &ver, Timeout: 2 * time.Minute})
 	if err != nil || code != 0 {
 		return fail(fmt.Errorf("read glibc version (exit %d): %v %s", code, err, ver.String()))
 	}
@@ -190,13 +202,13 @@ func (e *Engine) build(ctx context.Context, cfg *config.Config, s Spec, out *ui.
 // removeStale removes the images an older Dockerfile of s built (a few GB
 // each). An image still in use stays; that is not an error.
 func (e *Engine) removeStale(ctx context.Context, s Spec, out *ui.Printer) {
-	list, err := e.api.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelSuite+"="+s.Suite))})
+	list, err := e.api.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelSuite+"="+s.Name()))})
 	if err != nil {
 		return
 	}
 	for _, im := range list {
 		for _, tag := range im.RepoTags {
-			if !strings.HasPrefix(tag, Repository+":"+s.Suite+"-") || tag == s.Tag() {
+			if !strings.HasPrefix(tag, Repository+":"+s.Name()+"-") || tag == s.Tag() {
 				continue
 			}
 			if _, err := e.api.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true}); err == nil {

@@ -18,12 +18,38 @@ func TestSpecsListInstalledCompilers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(specs) != 4 {
-		t.Fatalf("got %d specs", len(specs))
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name())
+	}
+	if got := strings.Join(names, ","); got != "bullseye,bullseye-arm64,bookworm,bookworm-arm64,trixie,trixie-arm64,sid" {
+		t.Fatalf("got specs %s", got)
 	}
 	for _, s := range specs {
 		if len(s.Compilers) == 0 {
 			t.Errorf("%s: no compilers", s.Suite)
+		}
+		if s.Parent != nil {
+			// A cross image promises the aarch64 cross gcc of each gcc
+			// it lists (its clangs come from its parent) and builds
+			// for its own architecture only.
+			if s.Arch != "arm64" || !strings.HasPrefix(s.Tag(), Repository+":"+s.Suite+"-arm64-") || s.Parent.Suite != s.Suite {
+				t.Errorf("cross spec %+v", s)
+			}
+			for _, c := range s.Compilers {
+				if v, ok := strings.CutPrefix(c, "gcc-"); ok && !slices.Contains(strings.Fields(string(s.Dockerfile)), "gcc-"+v+"-aarch64-linux-gnu") {
+					t.Errorf("%s lists %s but does not install its cross gcc", s.Name(), c)
+				}
+			}
+			// A changed parent changes the cross image's tag.
+			p := *s.Parent
+			p.Dockerfile = append(slices.Clone(p.Dockerfile), '\n')
+			c := s
+			c.Parent = &p
+			if c.Tag() == s.Tag() {
+				t.Errorf("%s: tag does not follow its parent's Dockerfile", s.Name())
+			}
+			continue
 		}
 		// What the label promises, the Dockerfile installs: gcc-N with
 		// g++-N, clang-N with llvm-N (llc-N for the bpf probe).
@@ -73,8 +99,8 @@ func TestNeeded(t *testing.T) {
 		{"gcc-15", "sid"},
 		{"gcc-7", ""},
 	} {
-		if got := suites(Needed(specs, strings.Split(c.compilers, ","))); got != c.want {
-			t.Errorf("Needed(%s) = %q, want %q", c.compilers, got, c.want)
+		if got := suites(Needed(specs, strings.Split(c.compilers, ","), nil)); got != c.want {
+			t.Errorf("Needed(%s, nil) = %q, want %q", c.compilers, got, c.want)
 		}
 	}
 }
@@ -93,7 +119,7 @@ func TestSelect(t *testing.T) {
 		{"gcc-14", "2.43", "", "builder glibc 2.41 < needed 2.43"},
 		{"gcc-7", "2.3", "", "no builder provides gcc-7"},
 	} {
-		img, reason := Select(images, c.compiler, c.need)
+		img, reason := Select(images, c.compiler, c.need, "")
 		if img.Suite != c.suite || reason != c.reason {
 			t.Errorf("Select(%s, %s) = %q, %q; want %q, %q", c.compiler, c.need, img.Suite, reason, c.suite, c.reason)
 		}

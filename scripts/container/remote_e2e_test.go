@@ -98,7 +98,7 @@ func TestE2ERemoteImageBuild(t *testing.T) {
 	rcfg := *cfg
 	rcfg.BuildDir = t.TempDir()
 	start := time.Now()
-	img, err := e.build(ctx, &rcfg, remoteSpec, out)
+	img, err := e.build(ctx, &rcfg, remoteSpec, nil, out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func privateEngine(t *testing.T, d *drill, images bool) string {
 	if !images {
 		return dir
 	}
-	for _, s := range container.Needed(specs, strings.Split(d.env["VM_COMPILERS"], ",")) {
+	for _, s := range container.Needed(specs, strings.Split(d.env["VM_COMPILERS"], ","), nil) {
 		if _, err := e.Inspect(ctx, s); err == nil {
 			continue
 		}
@@ -275,7 +275,7 @@ func TestDrillInterruptImageBuild(t *testing.T) {
 	}
 	defer e.Close()
 	specs, _ := container.Specs()
-	for _, s := range container.Needed(specs, []string{"gcc-10"}) {
+	for _, s := range container.Needed(specs, []string{"gcc-10"}, nil) {
 		if _, err := e.Inspect(t.Context(), s); err == nil {
 			t.Errorf("%s exists after an interrupted build", s.Tag())
 		}

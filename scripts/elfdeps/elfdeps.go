@@ -25,6 +25,7 @@ type Deps struct {
 	Interp  string   // PT_INTERP, e.g. /lib64/ld-linux-x86-64.so.2; empty if static
 	Needed  []string // DT_NEEDED sonames, in file order
 	RunPath []string // DT_RUNPATH, or DT_RPATH when there is no RUNPATH
+	Machine elf.Machine
 }
 
 // Read returns the dynamic dependencies of the ELF file r.
@@ -34,7 +35,7 @@ func Read(r io.ReaderAt) (Deps, error) {
 		return Deps{}, err
 	}
 	defer f.Close()
-	var d Deps
+	d := Deps{Machine: f.Machine}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_INTERP {
 			continue
@@ -134,7 +135,7 @@ func Closure(root fs.FS, binary string) ([]File, error) {
 			for i, dir := range search {
 				search[i] = strings.NewReplacer("$ORIGIN", path.Dir(it.real), "${ORIGIN}", path.Dir(it.real)).Replace(dir)
 			}
-			p, r, err := find(root, so, append(search, dirs...))
+			p, r, err := find(root, so, append(search, dirs...), d.Machine)
 			if err != nil {
 				return nil, fmt.Errorf("%s needs %s: %w", it.path, so, err)
 			}
@@ -145,7 +146,10 @@ func Closure(root fs.FS, binary string) ([]File, error) {
 	return out, nil
 }
 
-func find(root fs.FS, soname string, dirs []string) (string, string, error) {
+// find looks soname up in dirs. As the dynamic loader does, a library
+// built for another machine is passed over: a multiarch root holds
+// libelf.so.1 for amd64 and arm64 under the same name.
+func find(root fs.FS, soname string, dirs []string, machine elf.Machine) (string, string, error) {
 	if strings.Contains(soname, "/") {
 		r, err := Resolve(root, soname)
 		return soname, r, err
@@ -153,11 +157,51 @@ func find(root fs.FS, soname string, dirs []string) (string, string, error) {
 	for _, dir := range dirs {
 		p := path.Join(dir, soname)
 		r, err := Resolve(root, p)
-		if err == nil {
+		if err == nil && machineOf(root, r) == machine {
 			return p, r, nil
 		}
 	}
-	return "", "", fmt.Errorf("not found in %s", strings.Join(dirs, ":"))
+	return "", "", fmt.Errorf("no %s build of it in %s", MachineName(machine), strings.Join(dirs, ":"))
+}
+
+// machineOf reads the e_machine of the ELF file name in root, or
+// elf.EM_NONE when it is not one.
+func machineOf(root fs.FS, name string) elf.Machine {
+	f, err := root.Open(rel(name))
+	if err != nil {
+		return elf.EM_NONE
+	}
+	defer f.Close()
+	var h [20]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil || !bytes.HasPrefix(h[:], []byte(elf.ELFMAG)) {
+		return elf.EM_NONE
+	}
+	if elf.Data(h[elf.EI_DATA]) == elf.ELFDATA2MSB {
+		return elf.Machine(uint16(h[18])<<8 | uint16(h[19]))
+	}
+	return elf.Machine(uint16(h[19])<<8 | uint16(h[18]))
+}
+
+// MachineName names m as people do: x86-64, aarch64.
+func MachineName(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "x86-64"
+	case elf.EM_AARCH64:
+		return "aarch64"
+	}
+	return strings.ToLower(strings.TrimPrefix(m.String(), "EM_"))
+}
+
+// Machine reads the machine an ELF file was built for; ok is false when r
+// is not an ELF file.
+func Machine(r io.ReaderAt) (m elf.Machine, ok bool) {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return elf.EM_NONE, false
+	}
+	defer f.Close()
+	return f.Machine, true
 }
 
 func readFile(root fs.FS, name string) (Deps, error) {

@@ -1,6 +1,6 @@
 // Package grid reads the kernel grid, kernels.txt: JSON Lines, one kernel
-// per line, {"headers": [...], "kernels": [...]} with optional "name" and
-// "vm". Blank lines and lines starting with # are ignored. Every package
+// per line, {"headers": [...], "kernels": [...]} with optional "name", "vm"
+// and "arch" (amd64, the default, or arm64). Blank lines and lines starting with # are ignored. Every package
 // reference is an http(s) URL, a local path or file:// URL, or an apt
 // reference apt:[SUITE/]PACKAGE[=VERSION].
 //
@@ -23,7 +23,10 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 )
 
 // RefKind says where a package comes from.
@@ -90,9 +93,13 @@ func (r Ref) Name() string {
 
 // Kernel is one line of the grid.
 type Kernel struct {
-	Line    int    // 1-based line in the grid file
-	Name    string // "name", or derived from the packages
-	VM      string // "vm", or derived from the packages
+	Line int    // 1-based line in the grid file
+	Name string // "name", or derived from the packages
+	VM   string // "vm", or derived from the packages
+	// Arch is the kernel's architecture, "arch" (layout.Amd64 when the
+	// line names none): apt references resolve in that architecture's
+	// index.
+	Arch    string
 	Headers []Ref
 	Kernels []Ref
 }
@@ -117,6 +124,28 @@ type Grid struct {
 	Kernels []Kernel
 }
 
+// Arches are the architectures of the grid's kernels, in layout.Arches
+// order.
+func (g *Grid) Arches() []string {
+	var out []string
+	for _, a := range layout.Arches {
+		if slices.ContainsFunc(g.Kernels, func(k Kernel) bool { return k.Arch == a }) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// FileArches are the architectures of the kernels of the grid file:
+// amd64 alone when it cannot be read (the kernel stage says why).
+func FileArches(file string) []string {
+	g, err := Load(file)
+	if err != nil {
+		return []string{layout.Amd64}
+	}
+	return g.Arches()
+}
+
 // Load reads and checks the grid file at path.
 func Load(file string) (*Grid, error) {
 	f, err := os.Open(file)
@@ -130,6 +159,7 @@ func Load(file string) (*Grid, error) {
 type line struct {
 	Name    *string   `json:"name"`
 	VM      *string   `json:"vm"`
+	Arch    *string   `json:"arch"`
 	Headers *[]string `json:"headers"`
 	Kernels *[]string `json:"kernels"`
 }
@@ -209,12 +239,14 @@ func parseLine(text, dir string) (Kernel, error) {
 			dst = &l.Name
 		case "vm":
 			dst = &l.VM
+		case "arch":
+			dst = &l.Arch
 		case "headers":
 			dst = &l.Headers
 		case "kernels":
 			dst = &l.Kernels
 		default:
-			return Kernel{}, fmt.Errorf("unknown field %q (known: name, vm, headers, kernels)", key)
+			return Kernel{}, fmt.Errorf("unknown field %q (known: name, vm, arch, headers, kernels)", key)
 		}
 		if err := json.Unmarshal(raw, dst); err != nil {
 			return Kernel{}, fmt.Errorf("%q must be %s", key, fieldType(key))
@@ -233,6 +265,13 @@ func parseLine(text, dir string) (Kernel, error) {
 	}
 	if k.Kernels, err = parseRefs("kernels", *l.Kernels, dir); err != nil {
 		return k, err
+	}
+	k.Arch = layout.Amd64
+	if l.Arch != nil {
+		if !slices.Contains(layout.Arches, *l.Arch) {
+			return k, fmt.Errorf(`"arch" %q: want one of %s (Debian's architecture names)`, *l.Arch, strings.Join(layout.Arches, ", "))
+		}
+		k.Arch = *l.Arch
 	}
 	if l.VM != nil {
 		if !vmRe.MatchString(*l.VM) {

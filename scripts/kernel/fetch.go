@@ -88,13 +88,16 @@ func (p *pkg) label() string {
 }
 
 type job struct {
-	k        grid.Kernel
-	headers  []*pkg
-	kernels  []*pkg
-	resolved []Resolution
-	fetched  int64
-	entry    Entry
-	err      error
+	k       grid.Kernel
+	headers []*pkg
+	kernels []*pkg
+	// hostTools are the amd64 packages a foreign kernel's headers need
+	// for kbuild's host tools, extracted after its own.
+	hostTools []*pkg
+	resolved  []Resolution
+	fetched   int64
+	entry     Entry
+	err       error
 }
 
 // unameR is the kernel release the package names suggest, once apt
@@ -110,6 +113,8 @@ func (j *job) unameR() string {
 	}
 	return k.UnameR()
 }
+
+func (j *job) arch() string { return layout.ArchOf(j.k.Arch) }
 
 func (j *job) fail(err error) {
 	if j.err == nil {
@@ -205,12 +210,11 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Manifest, error) {
 
 // resolve turns every reference into a file to read and, for remote ones,
 // a download item. Apt references are resolved together, one index read
-// per suite.
+// per suite and architecture.
 func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) error {
 	cfg := f.Config
-	var queries []apt.Query
-	var targets []*pkg
-	var owners []*job
+	byArch := map[string]*aptBatch{}
+	total := 0
 	for _, j := range jobs {
 		for _, group := range []struct {
 			pkgs   []*pkg
@@ -228,52 +232,86 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 					p.path = p.item.Dest
 				case grid.Apt:
 					p.item.Dest = group.dir // file name known after resolution
-					queries = append(queries, apt.Query{Suite: p.ref.Suite, Package: p.ref.Package, Version: p.ref.Version, Follow: group.follow})
-					targets = append(targets, p)
-					owners = append(owners, j)
+					b := byArch[j.arch()]
+					if b == nil {
+						b = &aptBatch{}
+						byArch[j.arch()] = b
+					}
+					b.add(apt.Query{Suite: p.ref.Suite, Package: p.ref.Package, Version: p.ref.Version, Follow: group.follow}, p, j)
+					total++
 				}
 			}
 		}
 	}
-	if len(queries) == 0 {
+	if total == 0 {
 		return nil
 	}
-	r, err := f.resolver()
-	if err != nil {
-		return err
+	resolvers := map[string]*apt.Resolver{}
+	resolver := func(arch string) (*apt.Resolver, error) {
+		if r := resolvers[arch]; r != nil {
+			return r, nil
+		}
+		r, err := f.resolver(arch)
+		resolvers[arch] = r
+		return r, err
 	}
-	answers := r.ResolveAll(ctx, queries)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for i, a := range answers {
-		p, j := targets[i], owners[i]
-		if a.Err != nil {
-			j.fail(a.Err)
+	var hostTools aptBatch // the host's linux-kbuild for a foreign kernel's headers
+	for _, arch := range layout.Arches {
+		b := byArch[arch]
+		if b == nil {
 			continue
 		}
-		name := a.Package.FileName()
-		if !strings.HasSuffix(name, ".deb") || strings.HasPrefix(name, ".") {
-			j.fail(fmt.Errorf("%s: the index names an odd file %q", p.ref.Raw, a.Package.Filename))
-			continue
+		r, err := resolver(arch)
+		if err != nil {
+			return err
 		}
-		dir := p.item.Dest
-		p.item = download.Item{URL: a.Package.URL, Dest: filepath.Join(dir, name), Size: a.Package.Size, SHA256: a.Package.SHA256}
-		p.path = p.item.Dest
-		res := Resolution{Ref: p.ref.Raw, Packages: []string{a.Package.Name + "=" + a.Package.Version}}
-		for _, d := range a.Deps {
-			dn := d.FileName()
-			if !strings.HasSuffix(dn, ".deb") || strings.HasPrefix(dn, ".") {
-				j.fail(fmt.Errorf("%s: the index names an odd file %q for dependency %s", p.ref.Raw, d.Filename, d.Name))
-				break
+		answers := r.ResolveAll(ctx, b.queries)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i, a := range answers {
+			p, j := b.targets[i], b.owners[i]
+			if a.Err != nil {
+				if arch != layout.Amd64 {
+					a.Err = fmt.Errorf("%w (in the %s index)", a.Err, arch)
+				}
+				j.fail(a.Err)
+				continue
 			}
-			ref := grid.Ref{Raw: "apt:" + d.Suite + "/" + d.Name + "=" + d.Version, Kind: grid.Apt, Suite: d.Suite, Package: d.Name, Version: d.Version}
-			dest := filepath.Join(dir, dn)
-			p.deps = append(p.deps, &pkg{ref: ref, via: p.ref.Raw, path: dest,
-				item: download.Item{URL: d.URL, Dest: dest, Size: d.Size, SHA256: d.SHA256}})
-			res.Packages = append(res.Packages, d.Name+"="+d.Version)
+			if !f.take(p, j, a) {
+				continue
+			}
+			if arch == layout.Amd64 {
+				continue
+			}
+			// kbuild's host tools (fixdep, modpost, ...) must run on this
+			// amd64 host: a foreign kernel's headers take the amd64
+			// linux-kbuild of the same version over their own.
+			for _, d := range append([]apt.Package{a.Package}, a.Deps...) {
+				if strings.HasPrefix(d.Name, "linux-kbuild-") {
+					hostTools.add(apt.Query{Suite: d.Suite, Package: d.Name, Version: d.Version}, &pkg{via: p.ref.Raw, item: download.Item{Dest: cfg.Path("headers")}}, j)
+				}
+			}
 		}
-		j.resolved = append(j.resolved, res)
+	}
+	if len(hostTools.queries) > 0 {
+		r, err := resolver(layout.Amd64)
+		if err != nil {
+			return err
+		}
+		for i, a := range r.ResolveAll(ctx, hostTools.queries) {
+			p, j := hostTools.targets[i], hostTools.owners[i]
+			if a.Err != nil {
+				j.fail(fmt.Errorf("%s: the amd64 %s its host tools need: %w", p.via, hostTools.queries[i].Package, a.Err))
+				continue
+			}
+			q := hostTools.queries[i]
+			p.ref = grid.Ref{Raw: "apt:" + q.Suite + "/" + q.Package + "=" + q.Version + " (amd64)", Kind: grid.Apt, Suite: q.Suite, Package: q.Package, Version: q.Version}
+			if !f.take(p, j, a) {
+				continue
+			}
+			j.hostTools = append(j.hostTools, p)
+		}
 	}
 	for _, j := range jobs {
 		j.headers, j.kernels = withDeps(j, j.headers), withDeps(j, j.kernels)
@@ -282,12 +320,76 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 				out.Linef("kernel [%s]: %s brings %s", j.k.Name, p.ref.Raw, strings.Join(p.adds, " "))
 			}
 		}
+		for _, p := range j.hostTools {
+			// Extracted last, over the kernel's own linux-kbuild.
+			j.headers = append(j.headers, p)
+			out.Linef("kernel [%s]: %s brings %s=%s (amd64) for kbuild's host tools", j.k.Name, p.via, p.ref.Package, p.ref.Version)
+		}
 	}
-	for _, n := range r.Notes() {
-		out.Linef("kernel: %s", n)
+	for _, arch := range layout.Arches {
+		r := resolvers[arch]
+		if r == nil {
+			continue
+		}
+		for _, n := range r.Notes() {
+			out.Linef("kernel: %s", n)
+		}
+		in := ""
+		if arch != layout.Amd64 {
+			in = " (" + arch + " index)"
+		}
+		n := 0
+		if b := byArch[arch]; b != nil {
+			n = len(b.queries)
+		}
+		if arch == layout.Amd64 {
+			n += len(hostTools.queries)
+		}
+		out.Linef("kernel: resolved %d apt references against %s%s (%s of indexes fetched)", n, r.Mirror, in, mib(r.IndexBytes()))
 	}
-	out.Linef("kernel: resolved %d apt references against %s (%s of indexes fetched)", len(queries), r.Mirror, mib(r.IndexBytes()))
 	return nil
+}
+
+// aptBatch is the apt references of one architecture, each with the
+// package it resolves and the kernel that wants it.
+type aptBatch struct {
+	queries []apt.Query
+	targets []*pkg
+	owners  []*job
+}
+
+func (b *aptBatch) add(q apt.Query, p *pkg, j *job) {
+	b.queries = append(b.queries, q)
+	b.targets = append(b.targets, p)
+	b.owners = append(b.owners, j)
+}
+
+// take fills p from its resolution a: the file to download and the
+// dependencies it brings. It reports false when j failed.
+func (f *Fetcher) take(p *pkg, j *job, a apt.Answer) bool {
+	name := a.Package.FileName()
+	if !strings.HasSuffix(name, ".deb") || strings.HasPrefix(name, ".") {
+		j.fail(fmt.Errorf("%s: the index names an odd file %q", p.ref.Raw, a.Package.Filename))
+		return false
+	}
+	dir := p.item.Dest
+	p.item = download.Item{URL: a.Package.URL, Dest: filepath.Join(dir, name), Size: a.Package.Size, SHA256: a.Package.SHA256}
+	p.path = p.item.Dest
+	res := Resolution{Ref: p.ref.Raw, Packages: []string{a.Package.Name + "=" + a.Package.Version}}
+	for _, d := range a.Deps {
+		dn := d.FileName()
+		if !strings.HasSuffix(dn, ".deb") || strings.HasPrefix(dn, ".") {
+			j.fail(fmt.Errorf("%s: the index names an odd file %q for dependency %s", p.ref.Raw, d.Filename, d.Name))
+			return false
+		}
+		ref := grid.Ref{Raw: "apt:" + d.Suite + "/" + d.Name + "=" + d.Version, Kind: grid.Apt, Suite: d.Suite, Package: d.Name, Version: d.Version}
+		dest := filepath.Join(dir, dn)
+		p.deps = append(p.deps, &pkg{ref: ref, via: p.ref.Raw, path: dest,
+			item: download.Item{URL: d.URL, Dest: dest, Size: d.Size, SHA256: d.SHA256}})
+		res.Packages = append(res.Packages, d.Name+"="+d.Version)
+	}
+	j.resolved = append(j.resolved, res)
+	return true
 }
 
 // withDeps returns group with the dependencies each reference brought
@@ -312,7 +414,7 @@ func withDeps(j *job, group []*pkg) []*pkg {
 	return out
 }
 
-func (f *Fetcher) resolver() (*apt.Resolver, error) {
+func (f *Fetcher) resolver(arch string) (*apt.Resolver, error) {
 	etc := f.AptEtc
 	if etc == "" {
 		etc = "/etc/apt"
@@ -328,7 +430,7 @@ func (f *Fetcher) resolver() (*apt.Resolver, error) {
 		return nil, fmt.Errorf("kernel: apt references need a Debian mirror: %w", mirrorErr)
 	}
 	return &apt.Resolver{
-		Mirror: mirror, DefaultSuites: suites, StateDir: f.Config.Path("apt"),
+		Mirror: mirror, DefaultSuites: suites, StateDir: f.Config.Path("apt"), Arch: arch,
 		Keyring: f.Keyring, Client: f.Client, AllowExpired: f.Config.AllowExpired,
 	}, nil
 }
@@ -456,7 +558,7 @@ func (f *Fetcher) extractAll(ctx context.Context, jobs []*job, out *ui.Printer) 
 
 func (f *Fetcher) extract(ctx context.Context, j *job) {
 	e := &j.entry
-	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, UnameR: j.unameR(), Resolved: j.resolved, Unverified: unverified(j)}
+	*e = Entry{Name: j.k.Name, Line: j.k.Line, VM: j.k.VM, Arch: j.arch(), UnameR: j.unameR(), Resolved: j.resolved, Unverified: unverified(j)}
 	for _, p := range j.headers {
 		e.Headers = append(e.Headers, p.path)
 	}
@@ -499,6 +601,9 @@ func (f *Fetcher) extractKernel(ctx context.Context, j *job, e *Entry) error {
 	}
 	if hdr.UnameR != boot.UnameR {
 		return fmt.Errorf("the header packages are for %s but the kernel packages for %s", hdr.UnameR, boot.UnameR)
+	}
+	if err := checkHostTools(sysroot); err != nil {
+		return fmt.Errorf("header packages: %w", err)
 	}
 	e.Sysroot, e.KernelDir, e.Mounts = sysroot, hdr.KernelDir, hdr.Mounts
 	facts, err := ReadFacts(e.HostKernelDir())

@@ -31,6 +31,7 @@ type Entry struct {
 	Name   string `json:"name"`    // grid "name", or derived from the packages
 	Line   int    `json:"line"`    // line in the grid file
 	VM     string `json:"vm"`      // VM group: debian, ubuntu, centos7, ...
+	Arch   string `json:"arch"`    // amd64 or arm64 (layout.Amd64, layout.Arm64)
 	UnameR string `json:"uname_r"` // uname -r, e.g. 6.1.0-50-cloud-amd64
 
 	// Packages are the cached package files of this kernel: those the grid

@@ -8,6 +8,7 @@ package layout
 
 import (
 	"path"
+	"runtime"
 	"strings"
 )
 
@@ -27,6 +28,40 @@ const (
 // Drivers are the drivers a grid may test, in the order they are shown.
 var Drivers = []string{Kmod, BPF, ModernBPF}
 
+// The architectures a grid line may name (Debian's names). The build host
+// is amd64: an arm64 kernel's drivers are cross-built and it boots under
+// qemu-system-aarch64.
+const (
+	Amd64 = "amd64"
+	Arm64 = "arm64"
+)
+
+// Arches are the architectures a grid may hold, the host's first.
+var Arches = []string{Amd64, Arm64}
+
+// HostArch is the architecture of this host, as Go names it (GOARCH
+// amd64 and arm64 are Debian's names too).
+func HostArch() string { return runtime.GOARCH }
+
+// ArchOf is arch with the default filled in: "" (a record written before
+// grids had an arch) is amd64.
+func ArchOf(arch string) string {
+	if arch == "" {
+		return Amd64
+	}
+	return arch
+}
+
+// archName is name for amd64 and name-<arch> for another architecture:
+// what a build shared by every kernel of one architecture is called
+// (scap-open, scap-open-arm64).
+func archName(name, arch string) string {
+	if ArchOf(arch) == Amd64 {
+		return name
+	}
+	return name + "-" + arch
+}
+
 // Files and directories directly under the build directory.
 const (
 	Results       = "results.json"    // the single source of truth
@@ -37,6 +72,15 @@ const (
 	ScapOpenBin   = "scap-open"       // the shared scap-open (with scap-open.root/)
 	ScapOpenLog   = "logs/compile/scap-open.log"
 )
+
+// ScapOpenFor is the shared scap-open of an architecture's kmod and bpf
+// cells: scap-open, or scap-open-<arch> (with its .root/ beside it).
+func ScapOpenFor(arch string) string { return archName(ScapOpenBin, arch) }
+
+// ScapOpenLogFor is its build log: logs/compile/scap-open[-<arch>].log.
+func ScapOpenLogFor(arch string) string {
+	return path.Join("logs", "compile", archName(ScapOpenBin, arch)+".log")
+}
 
 // Ext is the extension of a driver built for one kernel: .ko for the
 // kernel module, .o for the eBPF probe.
@@ -50,10 +94,11 @@ func Ext(driver string) string {
 // Artifact is where the compile stage puts a cell's driver:
 // driver/<compiler>/<kernel>.ko|.o, or for modern_bpf the scap-open with
 // the probe built by that clang, driver/<compiler>/modern_bpf/scap-open
-// (one per clang, for every kernel).
-func Artifact(compiler, kernel, driver string) string {
+// (one per clang and architecture, for every kernel of it:
+// modern_bpf-arm64/ for arm64).
+func Artifact(compiler, kernel, driver, arch string) string {
 	if driver == ModernBPF {
-		return path.Join("driver", compiler, ModernBPF, ScapOpenBin)
+		return path.Join("driver", compiler, archName(ModernBPF, arch), ScapOpenBin)
 	}
 	return path.Join("driver", compiler, kernel+Ext(driver))
 }
@@ -71,9 +116,9 @@ func DriverOK(compiler, kernel, driver string) string {
 // CompileLog is a cell's build log: logs/compile/<compiler>/<kernel>.<driver>.log,
 // or logs/compile/<compiler>/modern_bpf.log for the modern probe's build
 // (one per clang).
-func CompileLog(compiler, kernel, driver string) string {
+func CompileLog(compiler, kernel, driver, arch string) string {
 	if driver == ModernBPF {
-		return path.Join("logs", "compile", compiler, ModernBPF+".log")
+		return path.Join("logs", "compile", compiler, archName(ModernBPF, arch)+".log")
 	}
 	return path.Join("logs", "compile", compiler, kernel+"."+driver+".log")
 }
@@ -88,14 +133,15 @@ func TestLog(compiler, kernel, driver string) string {
 }
 
 // DriversTestBin is drivers_test built with the modern probe of clang:
-// driver/<clang-N>/drivers_test/drivers_test (with .root/ and .key beside).
-func DriversTestBin(clang string) string {
-	return path.Join("driver", clang, DriversTest, DriversTest)
+// driver/<clang-N>/drivers_test/drivers_test (with .root/ and .key beside),
+// drivers_test-arm64/ for arm64.
+func DriversTestBin(clang, arch string) string {
+	return path.Join("driver", clang, archName(DriversTest, arch), DriversTest)
 }
 
-// DriversTestLog is its build log: logs/compile/<clang-N>/drivers_test.log.
-func DriversTestLog(clang string) string {
-	return path.Join("logs", "compile", clang, DriversTest+".log")
+// DriversTestLog is its build log: logs/compile/<clang-N>/drivers_test[-<arch>].log.
+func DriversTestLog(clang, arch string) string {
+	return path.Join("logs", "compile", clang, archName(DriversTest, arch)+".log")
 }
 
 // ContainerLog is the build log of one builder image.

@@ -137,7 +137,7 @@ func NoScapOpen(log, why string) Test {
 // SetBuild records b, replacing the record of the same build.
 func (f *File) SetBuild(b Build) {
 	for i := range f.Builds {
-		if f.Builds[i].Name == b.Name && f.Builds[i].Compiler == b.Compiler {
+		if f.Builds[i].Name == b.Name && f.Builds[i].Compiler == b.Compiler && layout.ArchOf(f.Builds[i].Arch) == layout.ArchOf(b.Arch) {
 			f.Builds[i] = b
 			return
 		}
@@ -147,14 +147,17 @@ func (f *File) SetBuild(b Build) {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
-		return CompareCompilers(a.Compiler, b.Compiler)
+		if c := CompareCompilers(a.Compiler, b.Compiler); c != 0 {
+			return c
+		}
+		return strings.Compare(layout.ArchOf(a.Arch), layout.ArchOf(b.Arch))
 	})
 }
 
-// FindBuild returns the record of a build, or nil.
-func (f *File) FindBuild(name, compiler string) *Build {
+// FindBuild returns the record of a build for arch, or nil.
+func (f *File) FindBuild(name, compiler, arch string) *Build {
 	for i := range f.Builds {
-		if f.Builds[i].Name == name && f.Builds[i].Compiler == compiler {
+		if f.Builds[i].Name == name && f.Builds[i].Compiler == compiler && layout.ArchOf(f.Builds[i].Arch) == layout.ArchOf(arch) {
 			return &f.Builds[i]
 		}
 	}

@@ -1,6 +1,10 @@
 package results
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
+)
 
 // Kernel is what the kernel stage read about one kernel of the grid, as
 // the compile stage recorded it: the later stages and the matrices read a
@@ -8,6 +12,7 @@ import "strings"
 type Kernel struct {
 	Kernel string       `json:"kernel"`         // uname -r, as its cells name it
 	Name   string       `json:"name,omitempty"` // its name in the grid file
+	Arch   string       `json:"arch,omitempty"` // amd64 or arm64 ("": amd64)
 	Facts  *KernelFacts `json:"facts,omitempty"`
 }
 
@@ -20,6 +25,24 @@ func (f *File) SetKernel(k Kernel) {
 		}
 	}
 	f.Kernels = append(f.Kernels, k)
+}
+
+// ArchOf returns the recorded architecture of kernel (uname -r), amd64
+// when none is recorded.
+func (f *File) ArchOf(kernel string) string {
+	for i := range f.Kernels {
+		if f.Kernels[i].Kernel == kernel {
+			return layout.ArchOf(f.Kernels[i].Arch)
+		}
+	}
+	return layout.Amd64
+}
+
+// StampArches sets every cell's Arch from its kernel's record.
+func (f *File) StampArches() {
+	for i := range f.Cells {
+		f.Cells[i].Arch = f.ArchOf(f.Cells[i].Kernel)
+	}
 }
 
 // FactsOf returns the recorded facts of kernel (uname -r), or nil.

@@ -74,7 +74,7 @@ func Merge(in []Input) (merged *File, missing []int, err error) {
 		}
 		for _, b := range x.File.Builds {
 			// Each shard built its own: a failure anywhere is shown.
-			if have := f.FindBuild(b.Name, b.Compiler); have == nil || have.Status == CompileOK {
+			if have := f.FindBuild(b.Name, b.Compiler, b.Arch); have == nil || have.Status == CompileOK {
 				f.SetBuild(b)
 			}
 		}

@@ -63,7 +63,8 @@ type File struct {
 type Build struct {
 	Name     string  `json:"name"`
 	Compiler string  `json:"compiler"`
-	Status   string  `json:"status"` // ok, fail, error (as Compile)
+	Arch     string  `json:"arch,omitempty"` // the architecture it was built for ("": amd64)
+	Status   string  `json:"status"`         // ok, fail, error (as Compile)
 	Reason   string  `json:"reason,omitempty"`
 	Log      string  `json:"log,omitempty"`
 	Artifact string  `json:"artifact,omitempty"`
@@ -110,11 +111,14 @@ func (s *Shard) String() string { return fmt.Sprintf("%d/%d", s.Index, s.Count) 
 
 // Cell is one kernel x compiler x driver combination.
 type Cell struct {
-	Kernel   string   `json:"kernel"`   // uname -r
-	Compiler string   `json:"compiler"` // gcc-12, clang-14, ...
-	Driver   string   `json:"driver"`   // kmod, bpf, modern_bpf
-	Compile  *Compile `json:"compile,omitempty"`
-	Test     *Test    `json:"test,omitempty"`
+	Kernel   string `json:"kernel"`   // uname -r
+	Compiler string `json:"compiler"` // gcc-12, clang-14, ...
+	Driver   string `json:"driver"`   // kmod, bpf, modern_bpf
+	// Arch is the kernel's architecture, amd64 or arm64 ("" in files
+	// written before grids had one: amd64).
+	Arch    string   `json:"arch,omitempty"`
+	Compile *Compile `json:"compile,omitempty"`
+	Test    *Test    `json:"test,omitempty"`
 }
 
 // Compile is what the compile stage found for a cell.

@@ -228,7 +228,7 @@ func (l *looper) place(ctx context.Context) error {
 	}
 	l.base = path.Join(strings.TrimSpace(home), remoteBase)
 	if l.agent == "" {
-		if l.agent, err = loop.BuildAgent(ctx, l.cfg); err != nil {
+		if l.agent, err = loop.BuildAgent(ctx, l.cfg, layout.Amd64); err != nil {
 			return err
 		}
 	}

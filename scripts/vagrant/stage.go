@@ -12,6 +12,7 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 	"github.com/falcosecurity/libs/test/vm/scripts/vm/loop"
 )
@@ -59,6 +60,10 @@ func (Provider) Kernels(cfg *config.Config, out *ui.Printer, m *kernel.Manifest,
 		}
 		if k.Error != "" {
 			out.Linef("test: %s: skipped, kernel not available: %s", k.UnameR, k.Error)
+			continue
+		}
+		if layout.ArchOf(k.Arch) != layout.Amd64 {
+			out.Linef("test: %s: not tested, an %s kernel: the Vagrant boxes are amd64; VM_PROVIDER=qemu tests it under emulation", k.UnameR, k.Arch)
 			continue
 		}
 		ks = append(ks, k)

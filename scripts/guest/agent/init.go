@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func initMode() {
 	if err := loopbackUp(); err != nil {
 		fmt.Fprintf(os.Stderr, "agent: loopback: %v\n", err)
 	}
-	report, err := openReport(guest.ReportDevice)
+	report, err := openReport(guest.ReportDeviceFor(runtime.GOARCH))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		powerOff(nil)

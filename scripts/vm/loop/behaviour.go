@@ -39,7 +39,7 @@ func behaviourFor(cfg *config.Config, rf *results.File, c results.Cell) *Behavio
 			notInTree = true
 			continue
 		}
-		if c.Driver == layout.ModernBPF && b.Compiler != c.Compiler {
+		if c.Driver == layout.ModernBPF && b.Compiler != c.Compiler || layout.ArchOf(b.Arch) != layout.ArchOf(c.Arch) {
 			continue
 		}
 		builds = append(builds, b)
@@ -49,7 +49,7 @@ func behaviourFor(cfg *config.Config, rf *results.File, c results.Cell) *Behavio
 	}
 	slices.SortFunc(builds, func(a, b results.Build) int { return results.CompareCompilers(b.Compiler, a.Compiler) })
 	for _, b := range builds {
-		if bin := cfg.Path(layout.DriversTestBin(b.Compiler)); b.Status == results.CompileOK && isFile(bin) {
+		if bin := cfg.Path(layout.DriversTestBin(b.Compiler, c.Arch)); b.Status == results.CompileOK && isFile(bin) {
 			return &Behaviour{Binary: bin}
 		}
 	}

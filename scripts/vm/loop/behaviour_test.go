@@ -22,12 +22,12 @@ func TestBehaviourFor(t *testing.T) {
 	rf.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-14", Status: results.CompileOK})
 	rf.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileFail,
 		Reason: "sys/capability.h: No such file", Log: "logs/compile/clang-19/drivers_test.log"})
-	touch(t, cfg.Path(layout.DriversTestBin("clang-14")))
+	touch(t, cfg.Path(layout.DriversTestBin("clang-14", "")))
 	cell := func(comp, drv string) results.Cell {
 		return results.Cell{Kernel: "6.1.0-50-cloud-amd64", Compiler: comp, Driver: drv}
 	}
 
-	if b := behaviourFor(cfg, rf, cell("gcc-12", "kmod")); b == nil || b.Binary != cfg.Path(layout.DriversTestBin("clang-14")) {
+	if b := behaviourFor(cfg, rf, cell("gcc-12", "kmod")); b == nil || b.Binary != cfg.Path(layout.DriversTestBin("clang-14", "")) {
 		t.Errorf("kmod: %+v, want clang-14's (clang-19's did not build)", b)
 	}
 	if b := behaviourFor(cfg, rf, cell("clang-19", "modern_bpf")); b == nil || b.Binary != "" ||
@@ -38,8 +38,8 @@ func TestBehaviourFor(t *testing.T) {
 		t.Errorf("bpf: %+v, want none", b)
 	}
 	rf.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileOK})
-	touch(t, cfg.Path(layout.DriversTestBin("clang-19")))
-	if b := behaviourFor(cfg, rf, cell("gcc-12", "kmod")); b == nil || b.Binary != cfg.Path(layout.DriversTestBin("clang-19")) {
+	touch(t, cfg.Path(layout.DriversTestBin("clang-19", "")))
+	if b := behaviourFor(cfg, rf, cell("gcc-12", "kmod")); b == nil || b.Binary != cfg.Path(layout.DriversTestBin("clang-19", "")) {
 		t.Errorf("kmod: %+v, want the newest clang's", b)
 	}
 
@@ -66,8 +66,8 @@ func TestBehaviourPlan(t *testing.T) {
 	touch(t, cfg.Path("scap-open"))
 	touch(t, cfg.Path("driver", "gcc-12", k.UnameR+".ko"))
 	touch(t, cfg.Path("driver", "clang-19", "modern_bpf", "scap-open"))
-	touch(t, cfg.Path(layout.DriversTestBin("clang-19")))
-	touch(t, cfg.Path(layout.DriversTestBin("clang-19")+".root", "usr", "bin", "true"))
+	touch(t, cfg.Path(layout.DriversTestBin("clang-19", "")))
+	touch(t, cfg.Path(layout.DriversTestBin("clang-19", "")+".root", "usr", "bin", "true"))
 	rf := &results.File{}
 	rf.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileOK})
 	rf.SetTest(k.UnameR, "gcc-12", "kmod", results.Test{Status: results.TestPass})
@@ -148,7 +148,7 @@ func TestBehaviourModules(t *testing.T) {
 		k := kernel.Entry{UnameR: "6.1.0-50-cloud-amd64", ModulesDir: modulesDir}
 		touch(t, cfg.Path("scap-open"))
 		touch(t, cfg.Path("driver", "gcc-12", k.UnameR+".ko"))
-		touch(t, cfg.Path(layout.DriversTestBin("clang-19")))
+		touch(t, cfg.Path(layout.DriversTestBin("clang-19", "")))
 		rf := &results.File{}
 		rf.SetBuild(results.Build{Name: layout.DriversTest, Compiler: "clang-19", Status: results.CompileOK})
 		p := PlanKernel(cfg, k, rf)

@@ -69,17 +69,18 @@ func PlanKernel(cfg *config.Config, k kernel.Entry, rf *results.File) Plan {
 			}
 		}
 	}
+	arch := layout.ArchOf(k.Arch)
 	for _, e := range axis {
 		comp, drv := e.compiler, e.driver
-		c := Cell{Cell: results.Cell{Kernel: k.UnameR, Compiler: comp, Driver: drv}}
+		c := Cell{Cell: results.Cell{Kernel: k.UnameR, Compiler: comp, Driver: drv, Arch: arch}}
 		modern := drv == layout.ModernBPF
-		c.Artifact = cfg.Path(layout.Artifact(comp, k.UnameR, drv))
+		c.Artifact = cfg.Path(layout.Artifact(comp, k.UnameR, drv, arch))
 		if modern {
 			c.ScapOpen = c.Artifact
-			c.ScapOpenLog = layout.CompileLog(comp, k.UnameR, drv)
+			c.ScapOpenLog = layout.CompileLog(comp, k.UnameR, drv, arch)
 		} else {
-			c.ScapOpen = cfg.Path(layout.ScapOpenBin)
-			c.ScapOpenLog = layout.ScapOpenLog
+			c.ScapOpen = cfg.Path(layout.ScapOpenFor(arch))
+			c.ScapOpenLog = layout.ScapOpenLogFor(arch)
 		}
 		compiled := false
 		if rc := rf.Find(c.Kernel, c.Compiler, c.Driver); rc != nil {

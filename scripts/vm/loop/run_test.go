@@ -53,7 +53,7 @@ func testCells(t *testing.T, cfgBuild func(string) string, k string, specs ...st
 	for _, s := range specs {
 		comp, drv, _ := strings.Cut(s, "/")
 		c := Cell{Cell: results.Cell{Kernel: k, Compiler: comp, Driver: drv}}
-		c.Artifact = cfgBuild(layout.Artifact(comp, k, drv))
+		c.Artifact = cfgBuild(layout.Artifact(comp, k, drv, ""))
 		touch(t, c.Artifact)
 		cells = append(cells, c)
 	}

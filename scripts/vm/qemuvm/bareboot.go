@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
+	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
+	"github.com/falcosecurity/libs/test/vm/scripts/layout"
+	"github.com/falcosecurity/libs/test/vm/scripts/qemu"
 	"github.com/falcosecurity/libs/test/vm/scripts/ui"
 )
 
@@ -13,18 +16,23 @@ import (
 // for everything that is not a cell.
 const bareBootDeadline = 120 * time.Second
 
-// BareBoot boots vmlinuz under qemu to the guest agent with an empty plan,
+// BareBoot boots kernel k under qemu to the guest agent with an empty plan,
 // so the agent powers off at once: the floor every test VM of that kernel
 // pays. dir receives the VM's initramfs and console. It returns qemu's wall
 // time in seconds and the accelerator used (Init's recorded decision, or
 // cfg.Accel), running Init first when it has not run in cfg.BuildDir.
-func BareBoot(ctx context.Context, cfg *config.Config, out *ui.Printer, vmlinuz, dir string) (float64, string, error) {
+func BareBoot(ctx context.Context, cfg *config.Config, out *ui.Printer, k kernel.Entry, dir string) (float64, string, error) {
 	setup, err := loadSetup(ctx, cfg, out)
 	if err != nil {
 		return 0, "", err
 	}
-	acc := setup.Accel.Accel
-	res, rep, err := bareBoot(ctx, dir, setup.Agent, vmlinuz, acc, bareBootDeadline, false)
+	vmlinuz := k.Vmlinuz
+	acc := setup.AccelFor(k.Arch)
+	deadline := bareBootDeadline
+	if layout.ArchOf(k.Arch) != layout.HostArch() {
+		deadline = time.Duration(float64(deadline) * qemu.ForeignSlowdown)
+	}
+	res, rep, err := bareBoot(ctx, dir, setup.Agent(k.Arch), k, acc, deadline, false)
 	if err != nil {
 		return res.Seconds, acc, fmt.Errorf("bare boot of %s: %w", vmlinuz, err)
 	}

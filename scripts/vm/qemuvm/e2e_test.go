@@ -106,7 +106,7 @@ func ourQemus(prefix string) []string {
 func bareFloor(t *testing.T, setup *qemuSetup, k kernel.Entry) float64 {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bare")
-	res, rep, err := bareBoot(t.Context(), dir, setup.Agent, k.Vmlinuz, setup.Accel.Accel, 3*time.Minute, false)
+	res, rep, err := bareBoot(t.Context(), dir, setup.Agent(k.Arch), k, setup.AccelFor(k.Arch), 3*time.Minute, false)
 	if err != nil {
 		console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
 		t.Fatalf("%s: bare boot: %v\nconsole:\n%s", k.UnameR, err, console)
@@ -278,7 +278,7 @@ func TestE2EWrongKernelModule(t *testing.T) {
 func TestE2EAgentNeverReports(t *testing.T) {
 	cfg, m, setup := e2eSetup(t, map[string]string{"VM_TEST_SECONDS": "1", "VM_LOAD_SECONDS": "1", "VM_RETRIES": "2"})
 	k := entry(t, m, k61)
-	agentCell := negativeCell(k, "clang-19", "modern_bpf", setup.Agent, setup.Agent)
+	agentCell := negativeCell(k, "clang-19", "modern_bpf", setup.Agent(k.Arch), setup.Agent(k.Arch))
 	start := time.Now()
 	got := runCells(t, cfg, setup, k, "neg-hang", []cell{agentCell}, func(r *runner) {
 		r.hang, r.bootTimeout, r.cellTimeout = true, 20*time.Second, 0
@@ -505,7 +505,7 @@ func TestE2EWarnModule(t *testing.T) {
 // the decided accelerator must boot a kernel.
 func TestE2EAccelProbe(t *testing.T) {
 	cfg, m, setup := e2eSetup(t, map[string]string{"VM_ACCEL": "auto"})
-	acc, err := decideAccel(context.Background(), cfg, setup.Agent)
+	acc, err := decideAccel(context.Background(), cfg, setup.Agent(layout.HostArch()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,7 @@ func TestE2EIsolationCost(t *testing.T) {
 
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "initrd.cpio")
-	if err := writeInitramfs(initrd, setup.Agent, &guest.Plan{Reboot: true}, nil); err != nil {
+	if err := writeInitramfs(initrd, setup.Agent(layout.HostArch()), &guest.Plan{Reboot: true}, nil); err != nil {
 		t.Fatal(err)
 	}
 	qc := qemu.Config{Name: "iso-reboot", Accel: setup.Accel.Accel, Kernel: k.Vmlinuz, Initrd: initrd,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/falcosecurity/libs/test/vm/scripts/config"
 	"github.com/falcosecurity/libs/test/vm/scripts/fsx"
+	"github.com/falcosecurity/libs/test/vm/scripts/grid"
 	"github.com/falcosecurity/libs/test/vm/scripts/guest"
 	"github.com/falcosecurity/libs/test/vm/scripts/kernel"
 	"github.com/falcosecurity/libs/test/vm/scripts/layout"
@@ -70,24 +71,65 @@ func hostIdentity(qemuVersion string) string {
 	return release + " | " + qemuVersion
 }
 
-// qemuSetup is what Init found: the agent binary and the accelerator.
+// qemuSetup is what Init found: the agent binary of each architecture of
+// the grid and the accelerator of guests of the host's own.
 type qemuSetup struct {
-	Agent string
-	Accel Accel
+	Agents map[string]string
+	Accel  Accel
+}
+
+// Agent is the guest agent built for arch.
+func (s *qemuSetup) Agent(arch string) string { return s.Agents[layout.ArchOf(arch)] }
+
+// AccelFor is the accelerator of a guest of arch: the decision Init made
+// for the host's architecture; a foreign one is always emulated (TCG).
+func (s *qemuSetup) AccelFor(arch string) string {
+	if layout.ArchOf(arch) == layout.HostArch() {
+		return s.Accel.Accel
+	}
+	return qemu.TCG
+}
+
+// buildAgents builds the guest agent of the host's architecture (the KVM
+// probe boots it) and of every architecture of the grid, and checks each
+// one's qemu.
+func buildAgents(ctx context.Context, cfg *config.Config, out *ui.Printer, quiet bool) (map[string]string, error) {
+	agents := map[string]string{}
+	arches := append([]string{layout.HostArch()}, grid.FileArches(cfg.KernelsFile)...)
+	for _, arch := range arches {
+		if agents[arch] != "" {
+			continue
+		}
+		agent, err := loop.BuildAgent(ctx, cfg, arch)
+		if err != nil {
+			return nil, err
+		}
+		agents[arch] = agent
+		if quiet {
+			continue
+		}
+		out.Linef("init: guest agent %s", agent)
+		bin := qemu.BinaryFor(arch)
+		ver, err := exec.CommandContext(ctx, bin, "--version").Output()
+		if err != nil {
+			return nil, fmt.Errorf("init: %s not usable (apt-get install %s): %w", bin, qemu.PackageFor(arch), err)
+		}
+		out.Linef("init: %s", strings.SplitN(strings.TrimSpace(string(ver)), "\n", 2)[0])
+	}
+	return agents, nil
 }
 
 func initQemu(ctx context.Context, cfg *config.Config, out *ui.Printer) (*qemuSetup, error) {
-	agent, err := loop.BuildAgent(ctx, cfg)
+	agents, err := buildAgents(ctx, cfg, out, false)
 	if err != nil {
 		return nil, err
 	}
-	out.Linef("init: guest agent %s", agent)
+	agent := agents[layout.HostArch()]
 	ver, err := exec.CommandContext(ctx, qemu.DefaultBinary, "--version").Output()
 	if err != nil {
 		return nil, fmt.Errorf("init: %s not usable (apt-get install qemu-system-x86): %w", qemu.DefaultBinary, err)
 	}
 	qemuVersion := strings.SplitN(strings.TrimSpace(string(ver)), "\n", 2)[0]
-	out.Linef("init: %s", qemuVersion)
 	host := hostIdentity(qemuVersion)
 	if cfg.Accel == "auto" {
 		var prev *Accel
@@ -97,7 +139,7 @@ func initQemu(ctx context.Context, cfg *config.Config, out *ui.Printer) (*qemuSe
 		if acc, ok := reuseAccel(prev, host, time.Now()); ok {
 			out.Linef("init: accelerator %s (%s, %s ago on this host; delete %s or set VM_ACCEL to decide again)",
 				acc.Accel, acc.Reason, time.Since(acc.Time).Round(time.Minute), cfg.Path(layout.Accel))
-			return &qemuSetup{Agent: agent, Accel: acc}, nil
+			return &qemuSetup{Agents: agents, Accel: acc}, nil
 		}
 	}
 	acc, err := decideAccel(ctx, cfg, agent)
@@ -109,7 +151,7 @@ func initQemu(ctx context.Context, cfg *config.Config, out *ui.Printer) (*qemuSe
 		return nil, err
 	}
 	out.Linef("init: accelerator %s (%s)", acc.Accel, acc.Reason)
-	return &qemuSetup{Agent: agent, Accel: acc}, nil
+	return &qemuSetup{Agents: agents, Accel: acc}, nil
 }
 
 // loadSetup returns the agent and the accelerator Init recorded, running
@@ -126,14 +168,14 @@ func loadSetup(ctx context.Context, cfg *config.Config, out *ui.Printer) (*qemuS
 	if err != nil {
 		return initQemu(ctx, cfg, out)
 	}
-	agent, err := loop.BuildAgent(ctx, cfg)
+	agents, err := buildAgents(ctx, cfg, out, true)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Accel != "auto" && cfg.Accel != acc.Accel {
 		acc = Accel{Accel: cfg.Accel, Reason: "VM_ACCEL=" + cfg.Accel, Time: time.Now()}
 	}
-	return &qemuSetup{Agent: agent, Accel: acc}, nil
+	return &qemuSetup{Agents: agents, Accel: acc}, nil
 }
 
 // probeDeadline bounds the KVM probe boot: under working KVM a kernel boots
@@ -156,7 +198,7 @@ func decideAccel(ctx context.Context, cfg *config.Config, agent string) (Accel, 
 	var k *kernel.Entry
 	if m, err := kernel.LoadManifest(cfg.BuildDir); err == nil {
 		for i := range m.Kernels {
-			if m.Kernels[i].Error == "" && m.Kernels[i].Vmlinuz != "" {
+			if m.Kernels[i].Error == "" && m.Kernels[i].Vmlinuz != "" && layout.ArchOf(m.Kernels[i].Arch) == layout.HostArch() {
 				k = &m.Kernels[i]
 				break
 			}
@@ -166,7 +208,7 @@ func decideAccel(ctx context.Context, cfg *config.Config, agent string) (Accel, 
 		return Accel{Accel: qemu.TCG, Reason: "no kernel in the manifest to probe KVM with (run the kernel stage first); /dev/kvm opening is no proof", Time: now}, nil
 	}
 	dir := cfg.Path("vm", "probe")
-	res, rep, err := bareBoot(ctx, dir, agent, k.Vmlinuz, qemu.KVM, probeDeadline, false)
+	res, rep, err := bareBoot(ctx, dir, agent, *k, qemu.KVM, probeDeadline, false)
 	defer os.RemoveAll(dir)
 	if ctx.Err() != nil {
 		return Accel{}, ctx.Err()
@@ -181,9 +223,10 @@ func decideAccel(ctx context.Context, cfg *config.Config, agent string) (Accel, 
 	return Accel{Accel: qemu.TCG, Reason: fmt.Sprintf("KVM probe boot of %s failed (%s)", k.UnameR, why), Seconds: res.Seconds, Kernel: k.UnameR, Time: now}, nil
 }
 
-// bareBoot boots vmlinuz to the agent with an empty plan (or a hanging
-// one): the floor every cell's VM pays, and the KVM probe.
-func bareBoot(ctx context.Context, dir, agent, vmlinuz, accel string, deadline time.Duration, hang bool) (qemu.Result, *guest.Report, error) {
+// bareBoot boots kernel k to the agent (built for k's architecture) with
+// an empty plan (or a hanging one): the floor every cell's VM pays, and
+// the KVM probe.
+func bareBoot(ctx context.Context, dir, agent string, k kernel.Entry, accel string, deadline time.Duration, hang bool) (qemu.Result, *guest.Report, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return qemu.Result{}, nil, err
 	}
@@ -192,7 +235,7 @@ func bareBoot(ctx context.Context, dir, agent, vmlinuz, accel string, deadline t
 		return qemu.Result{}, nil, err
 	}
 	c := qemu.Config{
-		Name: "bare-" + filepath.Base(dir), Accel: accel, Kernel: vmlinuz, Initrd: initrd,
+		Name: "bare-" + filepath.Base(dir), Arch: k.Arch, Accel: accel, Kernel: k.Vmlinuz, Initrd: initrd,
 		Console: filepath.Join(dir, "console.log"), Report: filepath.Join(dir, "report.jsonl"),
 	}
 	res, err := qemu.Run(ctx, c, deadline)

@@ -154,11 +154,12 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) ([]loop.Attempt, error) {
 	}
 	plan.Hang = r.hang
 	initrd := filepath.Join(workDir, "initrd.cpio")
-	if err := writeInitramfs(initrd, r.setup.Agent, plan, files); err != nil {
+	arch := layout.ArchOf(j.Kernel.Arch)
+	if err := writeInitramfs(initrd, r.setup.Agent(arch), plan, files); err != nil {
 		return nil, fmt.Errorf("%s: %w", j.Name, err)
 	}
 	qc := qemu.Config{
-		Binary: r.qemuBinary, Name: j.Name, Accel: r.setup.Accel.Accel, Kernel: j.Kernel.Vmlinuz, Initrd: initrd,
+		Binary: r.qemuBinary, Name: j.Name, Arch: arch, Accel: r.setup.AccelFor(arch), Kernel: j.Kernel.Vmlinuz, Initrd: initrd,
 		Console: filepath.Join(logDir, j.Name+".console.log"),
 		Report:  filepath.Join(workDir, "report.jsonl"),
 	}
@@ -166,6 +167,11 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) ([]loop.Attempt, error) {
 		r.out.Linef("qemu: %s", qemu.CommandLine(qc))
 	}
 	deadline := r.bootTimeout + time.Duration(len(j.Cells))*loop.CellLimit(cfg, r.cellTimeout)
+	if qc.Accel == qemu.TCG && arch != layout.HostArch() {
+		// A foreign architecture is emulated instruction by instruction,
+		// slower than the host's own under TCG (see qemu.ForeignSlowdown).
+		deadline = time.Duration(float64(deadline) * qemu.ForeignSlowdown)
+	}
 	res, vmErr := qemu.Run(ctx, qc, deadline)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()

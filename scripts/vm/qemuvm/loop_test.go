@@ -67,7 +67,7 @@ func TestRunJobVMDiesBeforeFirstCell(t *testing.T) {
 	cells := []cell{
 		{Cell: results.Cell{Kernel: k.UnameR, Compiler: "clang-19", Driver: "modern_bpf"}, Artifact: scap, ScapOpen: scap, Root: scap + ".root"},
 	}
-	r := newRunner(cfg, ui.Discard(), &qemuSetup{Agent: cfg.Path("agent"), Accel: Accel{Accel: qemu.TCG}})
+	r := newRunner(cfg, ui.Discard(), &qemuSetup{Agents: map[string]string{layout.Amd64: cfg.Path("agent")}, Accel: Accel{Accel: qemu.TCG}})
 	r.qemuBinary = fakeQemu(t, `{"type":"hello","uname":"6.1.0-50-cloud-amd64"}`)
 	got := drive(t, r, &vmJob{Name: "dies", Kernel: k, Cells: cells})
 	if len(got) != 1 {
@@ -130,7 +130,7 @@ exit 0
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := newRunner(cfg, ui.Discard(), &qemuSetup{Agent: cfg.Path("agent"), Accel: Accel{Accel: qemu.TCG}})
+	r := newRunner(cfg, ui.Discard(), &qemuSetup{Agents: map[string]string{layout.Amd64: cfg.Path("agent")}, Accel: Accel{Accel: qemu.TCG}})
 	r.qemuBinary = bin
 	got := drive(t, r, &vmJob{Name: "order", Kernel: k, Cells: []cell{bad, good}})
 	b, err := os.ReadFile(order)
@@ -169,7 +169,7 @@ func TestRunJobNotOpenAndTimes(t *testing.T) {
 		{"pass", `{"type":"result","cell":"` + c.ID() + `","exit":0,"events":30,"opened":true,"load_seconds":23.2,"capture":0.4}`,
 			"pass", 1, 23.2, 0.4},
 	} {
-		r := newRunner(cfg, ui.Discard(), &qemuSetup{Agent: cfg.Path("agent"), Accel: Accel{Accel: qemu.TCG}})
+		r := newRunner(cfg, ui.Discard(), &qemuSetup{Agents: map[string]string{layout.Amd64: cfg.Path("agent")}, Accel: Accel{Accel: qemu.TCG}})
 		// fakeQemu's printf prints each quoted word on a line of its own.
 		r.qemuBinary = fakeQemu(t, `{"type":"hello"}' '{"type":"start","cell":"`+c.ID()+`"}' '`+tc.result)
 		drive(t, r, &vmJob{Name: "x", Kernel: k, Cells: []cell{c}})

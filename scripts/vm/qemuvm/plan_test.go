@@ -146,7 +146,7 @@ func TestLoadSetupHonoursAccelOverride(t *testing.T) {
 	}
 	cfg.Root = root
 	// An agent left by an older source must be replaced, not reused.
-	touch(t, loop.AgentPath(cfg))
+	touch(t, loop.AgentPath(cfg, ""))
 	if err := writeJSON(cfg.Path(layout.Accel), Accel{Accel: "kvm", Reason: "probe", Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +154,10 @@ func TestLoadSetupHonoursAccelOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Accel.Accel != "tcg" || s.Agent != loop.AgentPath(cfg) {
+	if s.Accel.Accel != "tcg" || s.Agent("") != loop.AgentPath(cfg, "") {
 		t.Errorf("setup %+v", s)
 	}
-	if f, err := elf.Open(s.Agent); err != nil {
+	if f, err := elf.Open(s.Agent("")); err != nil {
 		t.Errorf("stale agent kept: %v", err)
 	} else {
 		f.Close()
