@@ -93,7 +93,7 @@ var builds = map[string]build{
 	},
 	layout.BPF: {
 		settings: []setting{{name: "BUILD_BPF", value: "ON", why: "the bpf goal exists only with it"}},
-		goals:    []goal{{target: "bpf", args: []string{"KERNELDIR={kerneldir}", "CLANG={compiler}", "LLC=llc-{version}"}}},
+		goals:    []goal{{target: "bpf", args: []string{"KERNELDIR={kerneldir}", "CLANG={clang}", "LLC=llc-{version}"}}},
 		output:   "driver/bpf/probe.o",
 		copyTo:   outProbe,
 	},
@@ -237,10 +237,15 @@ func makeRecipe(t *libstree.Tree, p recipeParams) Recipe {
 	}
 	cross, isCross := crossTargets[p.arch]
 	kcc := p.compiler // the kmod's CC
-	if isCross && strings.HasPrefix(kcc, "gcc-") {
+	clang := p.compiler
+	if isCross {
 		kcc = cross.triplet + "-" + kcc
+		// The legacy probe's clang parses the target's kernel headers
+		// (their inline assembly) before emitting BPF: it must know the
+		// target.
+		clang = `"` + p.compiler + " --target=" + cross.triplet + `"`
 	}
-	fill := strings.NewReplacer("{kerneldir}", p.kernelDir, "{compiler}", p.compiler, "{kcc}", kcc,
+	fill := strings.NewReplacer("{kerneldir}", p.kernelDir, "{compiler}", p.compiler, "{kcc}", kcc, "{clang}", clang,
 		"{version}", strings.TrimPrefix(p.compiler, "clang-")).Replace
 	var configureEnv string
 	var crossArgs []string

@@ -20,25 +20,14 @@ import (
 const (
 	// PlanPath is where the host puts the plan in the initramfs.
 	PlanPath = "/plan.json"
-	// ReportDevice is the serial port the agent writes records to on
-	// x86-64; the host attaches it to a file (qemu's second -serial).
+	// ReportDevice is the serial port the agent writes records to; the host
+	// attaches it to a file (qemu's second -serial on x86, the second port
+	// of a PCI serial card on arm64's virt).
 	ReportDevice = "/dev/ttyS1"
-	// ReportDeviceVirtio is the report channel on machines with one
-	// serial port (arm64's virt): the first virtio console, which the host
-	// attaches to a file.
-	ReportDeviceVirtio = "/dev/hvc0"
 	// ExitUnsupported is the exit code with which scap-open says the engine
 	// is not supported on this kernel: the cell is a skip.
 	ExitUnsupported = 95
 )
-
-// ReportDeviceFor is the report channel of an agent built for goarch.
-func ReportDeviceFor(goarch string) string {
-	if goarch == "amd64" {
-		return ReportDevice
-	}
-	return ReportDeviceVirtio
-}
 
 // Plan tells the agent which cells to run, in order.
 type Plan struct {

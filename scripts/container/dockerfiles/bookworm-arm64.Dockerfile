@@ -12,6 +12,6 @@ RUN dpkg --add-architecture arm64 \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
         gcc-11-aarch64-linux-gnu gcc-12-aarch64-linux-gnu g++-12-aarch64-linux-gnu \
-        libc6-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libgtest-dev:arm64 libcap-dev:arm64 \
+        libc6-dev:arm64 libstdc++6:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libgtest-dev:arm64 libcap-dev:arm64 \
     && apt-get install -y --no-install-recommends -t bookworm-backports libbpf-dev:arm64 \
     && rm -rf /var/lib/apt/lists/*

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +25,7 @@ func initMode() {
 	if err := loopbackUp(); err != nil {
 		fmt.Fprintf(os.Stderr, "agent: loopback: %v\n", err)
 	}
-	report, err := openReport(guest.ReportDeviceFor(runtime.GOARCH))
+	report, err := openReport(guest.ReportDevice)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		powerOff(nil)

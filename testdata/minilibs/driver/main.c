@@ -73,8 +73,10 @@ static void minilibs_sys_enter(void *data, struct pt_regs *regs, long id)
 	ev = &dev->ring[dev->head];
 	ev->ts_ns = ktime_get_ns();
 	ev->syscall_id = id;
-#ifdef CONFIG_X86_64
+#if defined(CONFIG_X86_64)
 	ev->arg0 = regs ? regs->di : 0;
+#elif defined(CONFIG_ARM64)
+	ev->arg0 = regs ? regs->orig_x0 : 0;
 #else
 	ev->arg0 = 0;
 #endif

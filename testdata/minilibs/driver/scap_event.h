@@ -14,7 +14,7 @@
 struct minilibs_event {
 	__u64 ts_ns;      /* kernel monotonic time of the syscall entry */
 	__s64 syscall_id; /* syscall number as passed to the sys_enter tracepoint */
-	__u64 arg0;       /* first syscall argument (x86_64: regs->di) */
+	__u64 arg0;       /* first syscall argument (x86_64: regs->di, arm64: regs->orig_x0) */
 	__u32 tid;        /* thread id of the caller */
 	__u32 cpu;        /* CPU that recorded the event */
 };
@@ -32,12 +32,18 @@ struct minilibs_stats {
 #define MINILIBS_IOCTL_STATS _IOR('m', 1, struct minilibs_stats)
 
 /*
- * openat's number on x86_64, the drivers' architecture (arg0 is regs->di).
- * The "behaviour" fault variant records a wrong arg0 for this syscall only;
- * one constant serves the module and both probes, whatever headers each is
- * built with (drivers_test checks it against __NR_openat).
+ * openat's number on the drivers' architecture. The "behaviour" fault
+ * variant records a wrong arg0 for this syscall only; one constant serves
+ * the module and both probes, whatever headers each is built with
+ * (drivers_test checks it against __NR_openat). Each build says its target
+ * its own way: the kernel's config, the compiler, or the eBPF probes'
+ * -D__TARGET_ARCH_<arch>.
  */
+#if defined(CONFIG_ARM64) || defined(__aarch64__) || defined(__TARGET_ARCH_arm64)
+#define MINILIBS_NR_OPENAT 56
+#else
 #define MINILIBS_NR_OPENAT 257
+#endif
 
 /* Index of the counters in the eBPF probes' "counters" array map. */
 #define MINILIBS_COUNTER_SEEN 0

@@ -79,7 +79,11 @@ int minilibs_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	count(MINILIBS_COUNTER_SEEN);
 	ev.ts_ns = bpf_ktime_get_ns();
 	ev.syscall_id = (__s64)ctx->args[1];
+#ifdef __TARGET_ARCH_arm64
+	bpf_probe_read(&ev.arg0, sizeof(ev.arg0), &regs->orig_x0);
+#else
 	bpf_probe_read(&ev.arg0, sizeof(ev.arg0), &regs->di);
+#endif
 #ifdef MINILIBS_FAULT_BEHAVIOUR
 	/* Fault variant for the tests: a wrong first argument for openat only. */
 	if (ev.syscall_id == MINILIBS_NR_OPENAT)

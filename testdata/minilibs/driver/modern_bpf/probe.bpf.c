@@ -14,7 +14,11 @@
 #include "scap_event.h"
 
 struct pt_regs {
+#ifdef __TARGET_ARCH_arm64
+	unsigned long orig_x0;
+#else
 	unsigned long di;
+#endif
 } __attribute__((preserve_access_index));
 
 struct {
@@ -75,7 +79,11 @@ int minilibs_modern_sys_enter(__u64 *ctx)
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->syscall_id = (__s64)ctx[1];
 	ev->arg0 = 0;
+#ifdef __TARGET_ARCH_arm64
+	bpf_probe_read_kernel(&ev->arg0, sizeof(ev->arg0), &regs->orig_x0);
+#else
 	bpf_probe_read_kernel(&ev->arg0, sizeof(ev->arg0), &regs->di);
+#endif
 #ifdef MINILIBS_FAULT_BEHAVIOUR
 	/* Fault variant for the tests: a wrong first argument for openat only. */
 	if (ev->syscall_id == MINILIBS_NR_OPENAT)
