@@ -92,10 +92,11 @@ var conf = sync.OnceValues(func() (*config.Config, error) {
 
 // Setup installs what the host lacks (apt-get, as root on Debian) and starts the Docker engine.
 func Setup(ctx context.Context) error {
-	if _, err := settings(); err != nil {
+	c, err := settings()
+	if err != nil {
 		return err
 	}
-	return setup.Install(ctx, setup.Run, out)
+	return setup.Install(ctx, setup.Run, grid.FileArches(c.KernelsFile), out)
 }
 
 // Doctor checks the host: Go, Docker engine, qemu, cmake, debootstrap (Vagrant/VirtualBox optional).
@@ -105,7 +106,7 @@ func Doctor(ctx context.Context) error {
 		return err
 	}
 	out.Linef("%s", c.SourceNote())
-	_, err = setup.Doctor(ctx, setup.Run, out)
+	_, err = setup.Doctor(ctx, setup.Run, grid.FileArches(c.KernelsFile), out)
 	return err
 }
 
@@ -270,7 +271,7 @@ func Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := setup.Install(ctx, setup.Test, out); err != nil {
+	if err := setup.Install(ctx, setup.Test, nil, out); err != nil {
 		return err
 	}
 	return check.Run(ctx, out, check.Options{Dir: c.Root, E2E: c.E2E, Fuzz: c.FuzzTime})

@@ -409,7 +409,16 @@ func (r *runner) copyOut(ctx context.Context, c *container.Container, j Job) err
 			return fmt.Errorf("shared libraries of scap-open: %w", err)
 		}
 	case layout.DriversTest:
-		if err := r.copyClosure(ctx, c, path.Join(buildDir, driversTest), driversTestExecs, dst+".root"); err != nil {
+		execs := driversTestExecs
+		if layout.ArchOf(j.Arch) != layout.Amd64 {
+			// A cross image keeps the target's programs apart, at
+			// targetRoot; the guest has them at their own paths.
+			execs = nil
+			for _, e := range driversTestExecs {
+				execs = append(execs, targetRoot+e)
+			}
+		}
+		if err := r.copyClosure(ctx, c, path.Join(buildDir, driversTest), execs, dst+".root"); err != nil {
 			return fmt.Errorf("shared libraries of drivers_test: %w", err)
 		}
 	}
@@ -424,9 +433,15 @@ func (r *runner) copyOut(ctx context.Context, c *container.Container, j Job) err
 // and the shell the guest agent starts it from.
 var driversTestExecs = []string{"/usr/bin/true", "/bin/true", "/usr/bin/echo", "/bin/echo", "/usr/bin/test", "/usr/bin/sleep", "/bin/sh"}
 
+// targetRoot is where a cross builder image holds the target's programs
+// that drivers_test runs (dockerfiles/*-arm64.Dockerfile); their libraries
+// are in the image's multiarch directories.
+const targetRoot = "/opt/testvm-target"
+
 // copyClosure writes the loader and shared libraries binary needs, and the
 // programs execs with theirs, read from the container, at their absolute
-// paths under root (replaced whole).
+// paths under root (replaced whole); a program under targetRoot goes to its
+// path below it.
 func (r *runner) copyClosure(ctx context.Context, c *container.Container, binary string, execs []string, root string) error {
 	files, err := elfdeps.Closure(c.FS(ctx), binary)
 	if err != nil {
@@ -457,7 +472,7 @@ func (r *runner) copyClosure(ctx context.Context, c *container.Container, binary
 		if f.Path == binary {
 			continue
 		}
-		dst := filepath.Join(tmp, f.Path)
+		dst := filepath.Join(tmp, strings.TrimPrefix(f.Path, targetRoot))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}

@@ -286,3 +286,58 @@ func TestPlanDriversTest(t *testing.T) {
 		t.Errorf("VM_BEHAVIOUR=off: drivers_test jobs %v", got)
 	}
 }
+
+// A grid with arm64 kernels: their cells are built by the cross images,
+// each architecture has its own modern_bpf build per clang, scap-open and
+// drivers_test, and an arm64 cell that no cross image can build says so.
+func TestPlanArm64(t *testing.T) {
+	in := testInputs(t)
+	in.Behaviour = true
+	a61 := kernel.Entry{UnameR: "6.1.0-50-cloud-arm64", Arch: layout.Arm64, Sysroot: "/b/headers_extracted/6.1.0-50-cloud-arm64",
+		KernelDir: "/usr/src/linux-headers-6.1.0-50-cloud-arm64", Mounts: []string{"/usr/src", "/usr/lib/linux-kbuild-6.1"}}
+	in.Kernels = append(in.Kernels, a61)
+	in.GlibcNeed[a61.UnameR] = "2.34"
+	bw := in.Images[0]
+	in.Images = append(in.Images, container.Image{Spec: container.Spec{Suite: "bookworm", Arch: layout.Arm64, Parent: &bw.Spec,
+		Compilers: []string{"gcc-11", "gcc-12", "clang-13", "clang-14"}}, ID: "sha256:bw-arm64", Glibc: "2.36"})
+	jobs, skips := Plan(in)
+	j, s := byCell(jobs, skips)
+
+	for cell, want := range map[string]string{ // cell -> image that builds it
+		"gcc-12/6.1.0-50-cloud-arm64/kmod":         "sha256:bw-arm64",
+		"clang-14/6.1.0-50-cloud-arm64/bpf":        "sha256:bw-arm64",
+		"clang-14/6.1.0-50-cloud-arm64/modern_bpf": "sha256:bw-arm64",
+		"gcc-12/6.1.0-50-cloud-amd64/kmod":         "sha256:bw",
+		"clang-14/6.1.0-50-cloud-amd64/modern_bpf": "sha256:bw",
+	} {
+		if got := j[cell]; got.Image.ID != want {
+			t.Errorf("%s: built by %q, want %q", cell, got.Image.ID, want)
+		}
+	}
+	if k := j["gcc-12/6.1.0-50-cloud-arm64/kmod"]; k.Arch != layout.Arm64 || !strings.Contains(k.Recipe.Script, "CC=aarch64-linux-gnu-gcc-12 ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-") {
+		t.Errorf("arm64 kmod job %+v", k)
+	}
+	// clang-19 is only in trixie, which has no cross image here.
+	if got := s["clang-19/6.1.0-50-cloud-arm64/modern_bpf"]; got != "no builder provides clang-19 for arm64" {
+		t.Errorf("clang-19 arm64 modern_bpf skip = %q", got)
+	}
+	names := map[string]Job{}
+	for _, x := range jobs {
+		names[x.Name()] = x
+	}
+	for name, artifact := range map[string]string{
+		"scap-open":                   "scap-open",
+		"scap-open-arm64":             "scap-open-arm64",
+		"clang-14/modern_bpf":         "driver/clang-14/modern_bpf/scap-open",
+		"clang-14/modern_bpf-arm64":   "driver/clang-14/modern_bpf-arm64/scap-open",
+		"clang-14/drivers_test":       "driver/clang-14/drivers_test/drivers_test",
+		"clang-14/drivers_test-arm64": "driver/clang-14/drivers_test-arm64/drivers_test",
+	} {
+		if got, ok := names[name]; !ok || got.Artifact != artifact {
+			t.Errorf("job %s: %+v, want artifact %s", name, got, artifact)
+		}
+	}
+	if a, b := names["clang-14/modern_bpf"], names["clang-14/modern_bpf-arm64"]; a.Key == b.Key || len(b.Cells) != 1 || b.Cells[0].Kernel != a61.UnameR {
+		t.Errorf("modern_bpf jobs share a key or cells: %+v / %+v", a.Cells, b.Cells)
+	}
+}

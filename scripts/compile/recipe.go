@@ -308,6 +308,12 @@ func makeRecipe(t *libstree.Tree, p recipeParams) Recipe {
 		r.Steps = append(r.Steps, Step{Name: g.target, Userspace: g.userspace})
 		body.WriteString("step " + g.target + "\n")
 		line := "make " + g.target
+		if isCross && userspaceBuild(p.driver) {
+			// A cross build may build a tool of its own for the build
+			// host (libs' modern probe: its events dimensions generator,
+			// configured by a CMake of its own): the host's compilers.
+			line = "CC=" + p.hostGCC + " CXX=" + strings.Replace(p.hostGCC, "gcc-", "g++-", 1) + " " + line
+		}
 		for _, a := range g.args {
 			line += " " + fill(a)
 		}

@@ -91,7 +91,7 @@ func standInTree(t *testing.T) *libstree.Tree {
 func commands(r Recipe) []string {
 	var out []string
 	for _, l := range strings.Split(r.Script, "\n") {
-		if strings.HasPrefix(l, "CC=") || strings.HasPrefix(l, "make ") {
+		if strings.HasPrefix(l, "CC=") || strings.HasPrefix(l, "PKG_CONFIG_LIBDIR=") || strings.HasPrefix(l, "make ") {
 			out = append(out, l)
 		}
 	}
@@ -99,6 +99,12 @@ func commands(r Recipe) []string {
 }
 
 const k61Dir = "/usr/src/linux-headers-6.1.0-50-cloud-amd64"
+
+// arm64 is p built for arm64.
+func arm64(p recipeParams) recipeParams {
+	p.arch = layout.Arm64
+	return p
+}
 
 // The one description yields, for each tree, exactly these command lines:
 // each setting only where the tree declares it, each goal only where the
@@ -166,6 +172,29 @@ func TestRecipeCommandLines(t *testing.T) {
 		{"stand-in scap-open", standInTree(t), scap, []string{
 			"CC=gcc-14 CXX=g++-14 cmake " + standIn + " /libs",
 			"make scap-open",
+		}},
+		// arm64: kbuild takes the target through its make variables, the
+		// cross gcc as CC; the legacy probe's clang is told the target;
+		// the userspace builds are CMake cross builds whose own host
+		// tools take the host's compilers.
+		{"main kmod arm64", openTree(t, mainLike), arm64(kmod), []string{
+			"CC=gcc-12 CXX=g++-12 cmake " + mainCommon + " /libs",
+			"make driver KERNELDIR=" + k61Dir + " CC=aarch64-linux-gnu-gcc-12 ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-",
+		}},
+		{"0.20.0 bpf arm64", openTree(t, v020Like), arm64(bpf), []string{
+			"CC=gcc-12 CXX=g++-12 cmake " + v020Common + " -DBUILD_BPF=ON /libs",
+			`make bpf KERNELDIR=` + k61Dir + ` CLANG="clang-14 --target=aarch64-linux-gnu" LLC=llc-14 ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-`,
+		}},
+		{"main modern_bpf arm64", openTree(t, mainLike), arm64(modern), []string{
+			"PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig CC=aarch64-linux-gnu-gcc-14 CXX=aarch64-linux-gnu-g++-14 cmake " +
+				"-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 " + mainCommon + " " + modernOpts + " /libs",
+			"CC=gcc-14 CXX=g++-14 make ProbeSkeleton",
+			"CC=gcc-14 CXX=g++-14 make scap-open",
+		}},
+		{"stand-in scap-open arm64", standInTree(t), arm64(scap), []string{
+			"PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig CC=aarch64-linux-gnu-gcc-14 CXX=aarch64-linux-gnu-g++-14 cmake " +
+				"-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 " + standIn + " /libs",
+			"CC=gcc-14 CXX=g++-14 make scap-open",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

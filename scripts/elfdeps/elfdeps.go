@@ -172,14 +172,21 @@ func machineOf(root fs.FS, name string) elf.Machine {
 		return elf.EM_NONE
 	}
 	defer f.Close()
+	m, _ := Machine(f)
+	return m
+}
+
+// Machine reads the machine an ELF file was built for from its header;
+// ok is false when r is not an ELF file.
+func Machine(r io.Reader) (m elf.Machine, ok bool) {
 	var h [20]byte
-	if _, err := io.ReadFull(f, h[:]); err != nil || !bytes.HasPrefix(h[:], []byte(elf.ELFMAG)) {
-		return elf.EM_NONE
+	if _, err := io.ReadFull(r, h[:]); err != nil || !bytes.HasPrefix(h[:], []byte(elf.ELFMAG)) {
+		return elf.EM_NONE, false
 	}
 	if elf.Data(h[elf.EI_DATA]) == elf.ELFDATA2MSB {
-		return elf.Machine(uint16(h[18])<<8 | uint16(h[19]))
+		return elf.Machine(uint16(h[18])<<8 | uint16(h[19])), true
 	}
-	return elf.Machine(uint16(h[19])<<8 | uint16(h[18]))
+	return elf.Machine(uint16(h[19])<<8 | uint16(h[18])), true
 }
 
 // MachineName names m as people do: x86-64, aarch64.
@@ -191,17 +198,6 @@ func MachineName(m elf.Machine) string {
 		return "aarch64"
 	}
 	return strings.ToLower(strings.TrimPrefix(m.String(), "EM_"))
-}
-
-// Machine reads the machine an ELF file was built for; ok is false when r
-// is not an ELF file.
-func Machine(r io.ReaderAt) (m elf.Machine, ok bool) {
-	f, err := elf.NewFile(r)
-	if err != nil {
-		return elf.EM_NONE, false
-	}
-	defer f.Close()
-	return f.Machine, true
 }
 
 func readFile(root fs.FS, name string) (Deps, error) {

@@ -131,3 +131,35 @@ func TestCompareVersions(t *testing.T) {
 		t.Errorf("MaxVersion = %s", got)
 	}
 }
+
+// aarch64Header is the ELF header of an aarch64 shared object, all a
+// machine check reads.
+func aarch64Header() []byte {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF\x02\x01\x01")
+	h[16], h[18] = 3, 183 // ET_DYN, EM_AARCH64
+	return h
+}
+
+// A multiarch root holds a library under the same name for two machines:
+// the closure takes the one of the binary's machine, as the loader does.
+func TestClosureSkipsOtherMachines(t *testing.T) {
+	root := mergedUsrRoot(t)
+	root["usr/lib/aarch64-linux-gnu/libc.so.6"] = &fstest.MapFile{Data: aarch64Header()}
+	root["etc/ld.so.conf"] = &fstest.MapFile{Data: []byte("/usr/lib/aarch64-linux-gnu\n")}
+	got, err := Closure(root, "/usr/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, File{Path: "/lib/x86_64-linux-gnu/libc.so.6", Real: "/usr/lib/x86_64-linux-gnu/libc-2.99.so"}) {
+		t.Errorf("closure took another machine's libc: %+v", got)
+	}
+	delete(root, "usr/lib/x86_64-linux-gnu/libc.so.6")
+	_, err = Closure(root, "/usr/bin/true")
+	if err == nil || !strings.Contains(err.Error(), "needs libc.so.6: no x86-64 build of it") {
+		t.Errorf("closure without an x86-64 libc: %v", err)
+	}
+	if m, ok := Machine(strings.NewReader(string(aarch64Header()))); !ok || MachineName(m) != "aarch64" {
+		t.Errorf("Machine = %v, %v", m, ok)
+	}
+}

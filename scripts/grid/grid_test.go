@@ -90,6 +90,8 @@ func TestMalformedLines(t *testing.T) {
 		"name number":       {`{"name": 5, "headers": ["a.deb"], "kernels": ["b.deb"]}`, `"name" must be a string`},
 		"bad name":          {`{"name": "a b", "headers": ["a.deb"], "kernels": ["b.deb"]}`, `"name" "a b"`},
 		"bad vm":            {`{"vm": "Cent OS", "headers": ["a.deb"], "kernels": ["b.deb"]}`, `"vm" "Cent OS"`},
+		"bad arch":          {`{"arch": "aarch64", "headers": ["a.deb"], "kernels": ["b.deb"]}`, `"arch" "aarch64": want one of amd64, arm64`},
+		"arch number":       {`{"arch": 64, "headers": ["a.deb"], "kernels": ["b.deb"]}`, `"arch" must be a string`},
 		"empty ref":         {`{"headers": [""], "kernels": ["b.deb"]}`, `headers[0] "": empty reference`},
 		"ftp":               {`{"headers": ["ftp://h/a.deb"], "kernels": ["b.deb"]}`, `unknown scheme "ftp"`},
 		"url no file":       {`{"headers": ["https://h/dir/"], "kernels": ["b.deb"]}`, `end in a package file name`},
@@ -203,5 +205,24 @@ func TestRepositoryGrids(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(unames, " ") {
 			t.Errorf("%s: kernels %v, want %v", file, got, unames)
 		}
+	}
+}
+
+// A line may name its architecture; the default is amd64.
+func TestArch(t *testing.T) {
+	g, err := Parse(strings.NewReader(`{"headers": ["apt:linux-headers-cloud-amd64"], "kernels": ["apt:linux-image-cloud-amd64"]}
+{"name": "a", "arch": "arm64", "headers": ["apt:bookworm/linux-headers-cloud-arm64"], "kernels": ["apt:bookworm/linux-image-cloud-arm64"]}
+`), "kernels.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Kernels[0].Arch != "amd64" || g.Kernels[1].Arch != "arm64" {
+		t.Errorf("arches %q, %q", g.Kernels[0].Arch, g.Kernels[1].Arch)
+	}
+	if got := strings.Join(g.Arches(), ","); got != "amd64,arm64" {
+		t.Errorf("Arches() = %s", got)
+	}
+	if got := strings.Join(FileArches(filepath.Join(t.TempDir(), "missing.txt")), ","); got != "amd64" {
+		t.Errorf("FileArches of a missing file = %s", got)
 	}
 }

@@ -45,6 +45,30 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// An arm64 guest boots on virt with the PL011 console and the report
+// channel on the second port of a PCI serial card (ttyS1, as on x86).
+func TestArgsArm64(t *testing.T) {
+	c := Config{Arch: "arm64", Accel: TCG, Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Console: "/l/console.log", Report: "/l/report.jsonl"}
+	got := strings.Join(Args(c), " ")
+	for _, want := range []string{
+		"-machine virt", "-cpu max,pauth-impdef=on", "-append " + Aarch64Append, "-serial file:/l/console.log",
+		"-chardev file,id=report,path=/l/report.jsonl", "-device pci-serial-2x,chardev1=unused,chardev2=report",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("args lack %q:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, " -serial "); n != 1 {
+		t.Errorf("%d -serial options: virt has one serial port:\n%s", n, got)
+	}
+	if line := CommandLine(c); !strings.HasPrefix(line, "qemu-system-aarch64 ") {
+		t.Errorf("command line %s", line)
+	}
+	if BinaryFor("arm64") != Aarch64Binary || BinaryFor("amd64") != DefaultBinary || BinaryFor("") != DefaultBinary {
+		t.Error("BinaryFor")
+	}
+}
+
 // fakeQemu writes a shell script standing in for the qemu binary: qemu
 // itself cannot boot anything without a kernel, and Run's contract (exit,
 // deadline, cancel, process group) does not depend on what the binary is.

@@ -22,6 +22,7 @@ type Grid struct {
 	Columns []Column
 	cells   map[cellKey]*results.Cell
 	facts   map[string]*results.KernelFacts
+	arches  map[string]string // kernel -> its architecture
 }
 
 type cellKey struct{ kernel, compiler, driver string }
@@ -30,16 +31,20 @@ func keyOf(c *results.Cell) cellKey { return cellKey{c.Kernel, c.Compiler, c.Dri
 
 // NewGrid arranges the cells of f.
 func NewGrid(f *results.File) *Grid {
-	g := &Grid{cells: make(map[cellKey]*results.Cell, len(f.Cells)), facts: map[string]*results.KernelFacts{}}
+	g := &Grid{cells: make(map[cellKey]*results.Cell, len(f.Cells)), facts: map[string]*results.KernelFacts{}, arches: map[string]string{}}
 	for _, k := range f.Kernels {
 		if k.Facts != nil {
 			g.facts[k.Kernel] = k.Facts
 		}
+		g.arches[k.Kernel] = layout.ArchOf(k.Arch)
 	}
 	drivers := map[string][]string{}
 	for i := range f.Cells {
 		c := &f.Cells[i]
 		g.cells[keyOf(c)] = c
+		if c.Arch != "" {
+			g.arches[c.Kernel] = c.Arch
+		}
 		if !slices.Contains(g.Kernels, c.Kernel) {
 			g.Kernels = append(g.Kernels, c.Kernel)
 		}
@@ -47,7 +52,13 @@ func NewGrid(f *results.File) *Grid {
 			drivers[c.Compiler] = append(drivers[c.Compiler], c.Driver)
 		}
 	}
-	slices.SortFunc(g.Kernels, results.CompareKernels)
+	// Rows by architecture (the host's first), then by version.
+	slices.SortFunc(g.Kernels, func(a, b string) int {
+		if c := slices.Index(layout.Arches, g.Arch(a)) - slices.Index(layout.Arches, g.Arch(b)); c != 0 {
+			return c
+		}
+		return results.CompareKernels(a, b)
+	})
 	for comp, ds := range drivers {
 		slices.SortFunc(ds, results.CompareDrivers)
 		g.Columns = append(g.Columns, Column{Compiler: comp, Drivers: ds})
@@ -113,13 +124,44 @@ func (g *Grid) HasHoles() bool {
 
 // FactsLabel is what a kernel's row shows beside its name: its own
 // compiler and the facts that set it apart, "gcc-14 · BTF · RT"; "" when
-// the results hold no facts for it.
+// the results hold no facts for it. In a grid of several architectures
+// (MultiArch), the kernel's comes first on every row: "arm64 · gcc-12 · BTF".
 func (g *Grid) FactsLabel(kernel string) string {
-	return g.facts[kernel].Label()
+	label := g.facts[kernel].Label()
+	if !g.MultiArch() {
+		return label
+	}
+	if label == "" {
+		return g.Arch(kernel)
+	}
+	return g.Arch(kernel) + " · " + label
 }
 
-// HasFacts reports whether any kernel has facts, so rows carry a label.
-func (g *Grid) HasFacts() bool { return len(g.facts) > 0 }
+// HasFacts reports whether rows carry a label: some kernel has facts, or
+// the grid has several architectures.
+func (g *Grid) HasFacts() bool { return len(g.facts) > 0 || g.MultiArch() }
+
+// FactsHeading is the heading of the rows' labels.
+func (g *Grid) FactsHeading() string {
+	if g.MultiArch() {
+		return "arch · " + FactsHeading
+	}
+	return FactsHeading
+}
+
+// Arch is a kernel's architecture (amd64 for results that name none).
+func (g *Grid) Arch(kernel string) string { return layout.ArchOf(g.arches[kernel]) }
+
+// MultiArch reports whether the grid has a kernel of another architecture
+// than amd64: then every row names its own.
+func (g *Grid) MultiArch() bool {
+	for _, k := range g.Kernels {
+		if g.Arch(k) != layout.Amd64 {
+			return true
+		}
+	}
+	return false
+}
 
 // Mark is how a cell stands to its kernel's own compiler.
 type Mark int

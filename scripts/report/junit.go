@@ -68,15 +68,27 @@ type junitSkipped struct {
 // failures and failed tests are failures; infra errors are errors, and so
 // is a cell whose scap-open did not build (it has no answer, and a CI must
 // not read it as a skip); skips and cells not compiled or not tested yet
-// are skipped.
+// are skipped. In a grid of several architectures every class name says
+// the cell's: compile.arm64.kmod.
 func JUnit(f *results.File) ([]byte, error) {
 	compile := junitSuite{Name: "compile"}
 	test := junitSuite{Name: "test"}
 	behaviour := junitSuite{Name: "behaviour"}
+	g := NewGrid(f)
+	withArch := func(c results.Cell, tc junitTestcase) junitTestcase {
+		if g.MultiArch() {
+			kind, driver, _ := strings.Cut(tc.Classname, ".")
+			tc.Classname = kind + "." + g.Arch(c.Kernel) + "." + driver
+		}
+		return tc
+	}
 	for _, c := range f.Sorted() {
-		compile.add(compileCase(c))
-		test.add(testCase(c))
+		tc, secs := compileCase(c)
+		compile.add(withArch(c, tc), secs)
+		tc, secs = testCase(c)
+		test.add(withArch(c, tc), secs)
 		for i, tc := range behaviourCases(c) {
+			tc = withArch(c, tc)
 			secs := 0.0
 			if i == 0 {
 				secs = c.Test.Behaviour.Seconds // the whole run, on its first suite

@@ -109,7 +109,7 @@ func writeStandIns(b *strings.Builder, g *Grid) {
 func writeTable(b *strings.Builder, g *Grid, m Matrix, links bool) {
 	header := []string{"kernel"}
 	if g.HasFacts() {
-		header = append(header, FactsHeading)
+		header = append(header, g.FactsHeading())
 	}
 	for _, c := range g.Columns {
 		for _, d := range c.Drivers {
@@ -153,7 +153,7 @@ func writeTable(b *strings.Builder, g *Grid, m Matrix, links bool) {
 		if i == 0 {
 			b.WriteString("|")
 			for j := range r {
-				if j == 0 || (j == 1 && header[1] == FactsHeading) {
+				if j == 0 || (j == 1 && header[1] == g.FactsHeading()) {
 					b.WriteString(" " + strings.Repeat("-", max(3, widths[j])) + " |")
 				} else {
 					b.WriteString(" :" + strings.Repeat("-", max(1, widths[j]-2)) + ": |")

@@ -159,3 +159,37 @@ func TestPNGMarks(t *testing.T) {
 		}
 	}
 }
+
+// With an arm64 kernel in the grid, every row says its architecture (the
+// host's rows first), and so does every JUnit class name.
+func TestMultiArchRows(t *testing.T) {
+	f := factsFile()
+	const a61 = "6.1.0-50-cloud-arm64"
+	facts := results.KernelFacts{Compiler: "gcc-12", BTF: true, BPFJIT: true, SyscallTracepoints: true}
+	f.SetKernel(results.Kernel{Kernel: a61, Arch: "arm64", Facts: &facts})
+	f.Cells = append(f.Cells, results.Cell{Kernel: a61, Arch: "arm64", Compiler: "gcc-12", Driver: "kmod",
+		Compile: &results.Compile{Status: results.CompileOK}})
+	f.Sort()
+	md := Markdown(f, nil, true)
+	for _, want := range []string{
+		"| kernel | arch · own compiler · facts | gcc-12 kmod | gcc-14 kmod | clang-19 bpf |",
+		"| 6.1.0-50-cloud-amd64 | amd64 · gcc-12 · BTF | 🔵* |  | 🔵 |",
+		"| 7.3.4+deb13-cloud-amd64 | amd64 · gcc-13 · BTF |  | 🔵+ | 🔵 |\n| 6.1.0-50-cloud-arm64 | arm64 · gcc-12 · BTF | 🔵* |  |  |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	b, err := JUnit(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`classname="compile.arm64.kmod" name="gcc-12/`+a61+`/kmod"`)) ||
+		!bytes.Contains(b, []byte(`classname="compile.amd64.bpf"`)) {
+		t.Errorf("JUnit class names do not say the architecture:\n%s", b)
+	}
+	// An amd64-only grid keeps its rows as they were.
+	if md := Markdown(factsFile(), nil, true); strings.Contains(md, "arch ·") || strings.Contains(md, "| amd64 ·") {
+		t.Errorf("amd64-only Markdown names the architecture:\n%s", md)
+	}
+}

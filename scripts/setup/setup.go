@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,10 @@ type Requirement struct {
 	Check func(ctx context.Context) (string, error)
 	// Fix is the command that fixes it when Packages alone do not say.
 	Fix string
+	// Arch, when set, makes the requirement one of grids with kernels of
+	// that architecture (and of the tests, which have some): required
+	// then, shown as optional otherwise.
+	Arch string
 }
 
 // Requirements lists everything the doctor checks, in order.
@@ -57,6 +62,8 @@ func Requirements() []Requirement {
 		{Name: "go", Check: checkGo, Fix: "install Go >= " + MinGo + " from https://go.dev/dl/"},
 		{Name: "docker engine", Packages: []string{"docker.io"}, Check: checkDocker},
 		{Name: "qemu-system-x86_64", Packages: []string{"qemu-system-x86"}, Check: versionOf("qemu-system-x86_64", "--version")},
+		{Name: "qemu-system-aarch64", Arch: "arm64", Packages: []string{"qemu-system-arm"}, Check: versionOf("qemu-system-aarch64", "--version"),
+			Fix: "apt-get install qemu-system-arm (arm64 kernels of the grid boot under it; their cross compilers are in the arm64 builder images the container stage builds)"},
 		{Name: "cmake", Packages: []string{"cmake"}, Check: versionOf("cmake", "--version")},
 		{Name: "debootstrap", Packages: []string{"debootstrap"}, Check: versionOf("debootstrap", "--version")},
 		{Name: "gpgv", Packages: []string{"gpgv", "debian-archive-keyring"}, Check: fileCheck("/usr/share/keyrings/debian-archive-keyring.gpg", "gpgv")},
@@ -76,12 +83,16 @@ func Requirements() []Requirement {
 	}
 }
 
-// For says whether the requirement is required for purpose, and whether
-// it is shown at all: test-only tools are required by the tests and, when
-// also Optional, shown as optional outside them.
-func (r Requirement) For(purpose Purpose) (required, shown bool) {
+// For says whether the requirement is required for purpose and a grid of
+// arches, and whether it is shown at all: test-only tools are required by
+// the tests and, when also Optional, shown as optional outside them; an
+// architecture's tools are required by the grids that have it.
+func (r Requirement) For(purpose Purpose, arches []string) (required, shown bool) {
 	if r.ForTests {
 		return purpose == Test, purpose == Test || r.Optional
+	}
+	if r.Arch != "" {
+		return purpose == Test || slices.Contains(arches, r.Arch), true
 	}
 	return !r.Optional, true
 }
@@ -94,13 +105,14 @@ type Result struct {
 	Err      error
 }
 
-// Doctor checks every requirement for purpose, prints one line each, and
-// returns an error listing the required pieces that are missing.
-func Doctor(ctx context.Context, purpose Purpose, out *ui.Printer) ([]Result, error) {
+// Doctor checks every requirement for purpose and a grid of arches, prints
+// one line each, and returns an error listing the required pieces that are
+// missing.
+func Doctor(ctx context.Context, purpose Purpose, arches []string, out *ui.Printer) ([]Result, error) {
 	var res []Result
 	var missing []string
 	for _, r := range Requirements() {
-		required, shown := r.For(purpose)
+		required, shown := r.For(purpose, arches)
 		if !shown {
 			continue
 		}
@@ -109,6 +121,8 @@ func Doctor(ctx context.Context, purpose Purpose, out *ui.Printer) ([]Result, er
 		switch {
 		case err == nil:
 			out.Linef("ok       %-20s %s", r.Name, detail)
+		case !required && r.Arch != "":
+			out.Linef("optional %-20s %v; needed for %s kernels in the grid: %s", r.Name, err, r.Arch, r.fix())
 		case !required:
 			out.Linef("optional %-20s %v; to add it: %s", r.Name, err, r.fix())
 		default:
@@ -122,11 +136,11 @@ func Doctor(ctx context.Context, purpose Purpose, out *ui.Printer) ([]Result, er
 	return res, nil
 }
 
-// Install installs what Doctor finds missing for purpose (apt-get as root
-// on Debian), starts the Docker engine when it is installed but not
-// running, and checks again.
-func Install(ctx context.Context, purpose Purpose, out *ui.Printer) error {
-	res, err := Doctor(ctx, purpose, ui.Discard())
+// Install installs what Doctor finds missing for purpose and a grid of
+// arches (apt-get as root on Debian), starts the Docker engine when it is
+// installed but not running, and checks again.
+func Install(ctx context.Context, purpose Purpose, arches []string, out *ui.Printer) error {
+	res, err := Doctor(ctx, purpose, arches, ui.Discard())
 	if err == nil {
 		out.Linef("setup: host is ready")
 		return nil
@@ -159,7 +173,7 @@ func Install(ctx context.Context, purpose Purpose, out *ui.Printer) error {
 			}
 		}
 	}
-	_, err = Doctor(ctx, purpose, out)
+	_, err = Doctor(ctx, purpose, arches, out)
 	return err
 }
 

@@ -14,9 +14,11 @@ func TestRequirementsFor(t *testing.T) {
 		"vagrant":         {"optional", "required"},
 		"vagrant-libvirt": {"optional", "required"},
 		"VirtualBox":      {"optional", "optional"},
+		// Needed by grids with arm64 kernels (below) and by the tests.
+		"qemu-system-aarch64": {"optional", "required"},
 	}
 	level := func(r Requirement, p Purpose) string {
-		required, shown := r.For(p)
+		required, shown := r.For(p, nil)
 		switch {
 		case !shown:
 			return "hidden"
@@ -43,6 +45,16 @@ func TestRequirementsFor(t *testing.T) {
 	for name := range want {
 		if !seen[name] {
 			t.Errorf("no requirement %q", name)
+		}
+	}
+	for _, r := range Requirements() {
+		amd, _ := r.For(Run, []string{"amd64"})
+		arm, _ := r.For(Run, []string{"amd64", "arm64"})
+		if r.Name == "qemu-system-aarch64" && (amd || !arm) {
+			t.Errorf("%s: required for an amd64 grid %v, for a grid with arm64 %v", r.Name, amd, arm)
+		}
+		if r.Name == "qemu-system-x86_64" && (!amd || !arm) {
+			t.Errorf("%s: required for an amd64 grid %v, for a grid with arm64 %v", r.Name, amd, arm)
 		}
 	}
 }

@@ -49,6 +49,23 @@ func BuildDir(t testing.TB) string {
 	return dir
 }
 
+// SideBuildDir is a build directory of its own for the end-to-end tests of
+// another grid (name: e2e-arm64): VM_E2E_BUILD-name, default
+// <repo>/build/name. It is created and kept out of `go test ./...`.
+func SideBuildDir(t testing.TB, name string) string {
+	t.Helper()
+	dir := filepath.Join(Root(), "build", name)
+	if d := os.Getenv("VM_E2E_BUILD"); d != "" {
+		dir = d + "-" + name
+	} else if err := setup.PrepareBuildDir(filepath.Dir(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := setup.PrepareBuildDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // Config skips t unless end-to-end tests are enabled, and returns the
 // configuration they share: the shared build directory, the CI grid
 // (testdata/grids/ci.txt: Debian 6.1 and 6.12), the stand-in driver tree
