@@ -168,7 +168,9 @@ func Needed(specs []Spec, compilers, arches []string) []Spec {
 			if !s.Provides(c) {
 				continue
 			}
-			if s.OnDemand && slices.ContainsFunc(specs, func(o Spec) bool { return !o.OnDemand && layout.ArchOf(o.Arch) == layout.ArchOf(s.Arch) && o.Provides(c) }) {
+			if s.OnDemand && slices.ContainsFunc(specs, func(o Spec) bool {
+				return !o.OnDemand && layout.ArchOf(o.Arch) == layout.ArchOf(s.Arch) && o.Provides(c)
+			}) {
 				continue
 			}
 			if s.Parent != nil {
