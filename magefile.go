@@ -254,7 +254,7 @@ func Cleanup(ctx context.Context) error {
 	return ctErr
 }
 
-// Bench measures compile and VM loop times against their limits (grid: VM_KERNELS or two Debian kernels) and writes build/bench.json.
+// Bench measures compile and VM loop times against their limits (grid: VM_KERNELS, or two amd64 Debian kernels and an arm64 one) and writes build/bench.json.
 func Bench(ctx context.Context) error {
 	c, err := conf()
 	if err != nil {

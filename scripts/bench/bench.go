@@ -33,8 +33,9 @@ import (
 )
 
 // DefaultGrid is the bench's kernel grid when VM_KERNELS is not set,
-// relative to the project root: two Debian kernels of two suites.
-const DefaultGrid = "testdata/grids/ci.txt"
+// relative to the project root: the CI grid's two amd64 Debian kernels of
+// two suites and bookworm's arm64 kernel, emulated, for comparison.
+const DefaultGrid = "testdata/grids/bench.txt"
 
 // BootRuns is the number of bare boots per kernel the floor is the median
 // of.

@@ -39,6 +39,7 @@ func (r *cellRunner) behaviour(b *guest.BehaviourRun) *guest.Behaviour {
 			return res
 		}
 	}
+	restamp(b.Root)
 	inRoot := behaviourReport()
 	report := filepath.Join(b.Root, inRoot)
 	defer os.Remove(report)
@@ -250,4 +251,47 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP | unix.IFF_RUNNING)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// pseudoDirs are the directories of a root where the agent mounts
+// pseudo filesystems (pseudoFS).
+var pseudoDirs = map[string]bool{"dev": true, "proc": true, "sys": true, "tmp": true}
+
+// unpackedBefore is a status-change time no file of a test VM has unless
+// it dates from a clock not yet set: 2020-01-01, the modification time
+// the host gives every initramfs entry.
+const unpackedBefore = 1577836800
+
+// restamp gives the files under root whose status-change time (ctime)
+// predates unpackedBefore the clock's time, by a status change that
+// changes nothing else (the same mode again). The kernel unpacks the
+// initramfs before it sets its clock from an RTC that is a device (arm64's
+// virt: rtc_hctosys is a late initcall), so there every file's ctime is in
+// 1970, and libs' tests expect an executable's ctime to be a real date (the
+// execve exit event carries it). On x86 the clock is set before, and
+// nothing changes.
+func restamp(root string) {
+	if root == "" {
+		root = "/"
+	}
+	if time.Now().Unix() < unpackedBefore {
+		return // the clock itself is not set: nothing better to stamp with
+	}
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if rel, _ := filepath.Rel(root, p); d.IsDir() && pseudoDirs[rel] {
+			return filepath.SkipDir // what the agent mounted there is not unpacked
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil || st.Ctim.Sec >= unpackedBefore {
+			return nil
+		}
+		_ = unix.Chmod(p, st.Mode&07777)
+		return nil
+	})
 }
