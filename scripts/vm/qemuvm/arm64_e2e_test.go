@@ -82,6 +82,9 @@ func TestE2EArm64(t *testing.T) {
 	if err := loop.Run(t.Context(), cfg, out, Provider{}, ""); err != nil {
 		t.Fatal(err)
 	}
+	if err := report.Write(t.Context(), cfg, out); err != nil {
+		t.Fatal(err)
+	}
 
 	rf, err := results.Load(cfg.Path(layout.Results))
 	if err != nil {
