@@ -278,7 +278,7 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 				j.fail(a.Err)
 				continue
 			}
-			if !f.take(p, j, a) {
+			if !take(p, j, a) {
 				continue
 			}
 			if arch == layout.Amd64 {
@@ -307,7 +307,7 @@ func (f *Fetcher) resolve(ctx context.Context, jobs []*job, out *ui.Printer) err
 			}
 			q := hostTools.queries[i]
 			p.ref = grid.Ref{Raw: "apt:" + q.Suite + "/" + q.Package + "=" + q.Version + " (amd64)", Kind: grid.Apt, Suite: q.Suite, Package: q.Package, Version: q.Version}
-			if !f.take(p, j, a) {
+			if !take(p, j, a) {
 				continue
 			}
 			j.hostTools = append(j.hostTools, p)
@@ -366,7 +366,7 @@ func (b *aptBatch) add(q apt.Query, p *pkg, j *job) {
 
 // take fills p from its resolution a: the file to download and the
 // dependencies it brings. It reports false when j failed.
-func (f *Fetcher) take(p *pkg, j *job, a apt.Answer) bool {
+func take(p *pkg, j *job, a apt.Answer) bool {
 	name := a.Package.FileName()
 	if !strings.HasSuffix(name, ".deb") || strings.HasPrefix(name, ".") {
 		j.fail(fmt.Errorf("%s: the index names an odd file %q", p.ref.Raw, a.Package.Filename))

@@ -155,6 +155,9 @@ func (r *runner) runVM(ctx context.Context, j *vmJob) ([]loop.Attempt, error) {
 	plan.Hang = r.hang
 	initrd := filepath.Join(workDir, "initrd.cpio")
 	arch := layout.ArchOf(j.Kernel.Arch)
+	if r.setup.Agent(arch) == "" {
+		return nil, fmt.Errorf("%s: no guest agent for %s (the loop built them for the grid's architectures: is %s the grid the kernel stage read?)", j.Name, arch, cfg.KernelsFile)
+	}
 	if err := writeInitramfs(initrd, r.setup.Agent(arch), plan, files); err != nil {
 		return nil, fmt.Errorf("%s: %w", j.Name, err)
 	}
