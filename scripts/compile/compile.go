@@ -689,7 +689,11 @@ func printSummary(out *ui.Printer, buildDir, resultsPath string, jobs []Job, ski
 			failed = append(failed, c)
 		}
 	}
-	out.Linef("compile: %d cells: %d ok, %d fail, %d skip", len(cells), count[results.CompileOK], count[results.CompileFail], count[results.CompileSkip])
+	errs := ""
+	if n := count[results.CompileError]; n > 0 {
+		errs = fmt.Sprintf(", %d error", n)
+	}
+	out.Linef("compile: %d cells: %d ok, %d fail, %d skip%s", len(cells), count[results.CompileOK], count[results.CompileFail], count[results.CompileSkip], errs)
 	out.Linef("%s", strings.TrimRight(b.String(), "\n"))
 	for _, j := range jobs {
 		if j.Driver != layout.DriversTest {

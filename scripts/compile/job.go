@@ -148,6 +148,13 @@ func (r *runner) run(ctx context.Context, j Job) outcome {
 		}
 		rec.Status, rec.Reason = results.CompileFail, reason
 		switch {
+		case layout.ArchOf(j.Arch) != layout.Amd64 && lostCross(logPath):
+			// Not an answer about the driver: the tree's probes could
+			// not cross-build, so the build that followed them was
+			// misconfigured.
+			fmt.Fprintf(logf, "# %s\n", lostCrossReason)
+			rec.Status, rec.Reason = results.CompileError, lostCrossReason+": "+reason
+			return outcome{compile: rec}
 		case j.Driver == layout.ScapOpen:
 			return outcome{compile: rec, scapOpen: reason}
 		case skip != "":
@@ -215,6 +222,33 @@ func readSteps(logPath string) ([]results.Step, string) {
 		steps = append(steps, st)
 	}
 	return steps, last
+}
+
+// lostCrossReason says why a cross build whose kmod feature probes lost
+// the target (lostCross) has no answer.
+const lostCrossReason = "the tree's kmod configure probes lost the cross-build settings " +
+	"(libs before 0.24 runs them with an empty environment but for CC, so the host's ld links them), so they all failed " +
+	"and this build says nothing about the driver on the target"
+
+// lostCross reports whether a log shows libs' kmod feature probes
+// ([configure-kmod], each run with env -i keeping CC, PATH and KERNELDIR;
+// from libs 0.24 also LD) linking the target's objects with the build
+// host's ld.
+func lostCross(logPath string) bool {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "[configure-kmod]") && strings.Contains(l, "unrecognised emulation mode") {
+			return true
+		}
+	}
+	return false
 }
 
 // readSkip returns the reason a script gave for not building in this image

@@ -356,3 +356,20 @@ func TestRecipeChecksTheTreesCMake(t *testing.T) {
 		t.Errorf("skip %q", got)
 	}
 }
+
+// libs 0.20's kmod feature probes run with an empty environment: in a
+// cross build they link with the host's ld, and the build after them is
+// no answer about the driver.
+func TestLostCross(t *testing.T) {
+	dir := t.TempDir()
+	lost := filepath.Join(dir, "lost.log")
+	os.WriteFile(lost, []byte("[configure-kmod] Build output for HAS_ACCESS_OK_2:\n"+
+		"[configure-kmod] make: Entering directory '/libs/build/driver/src/configure/ACCESS_OK_2' ... LD [M]  testmod.o ld: unrecognised emulation mode: aarch64linux Supported emulations: elf_x86_64\n"+
+		"/libs/build/driver/src/ppm_events.c:91:33: error: 'VERIFY_READ' undeclared (first use in this function)\n"), 0o644)
+	probes := filepath.Join(dir, "probes.log")
+	os.WriteFile(probes, []byte("[configure-kmod] Build output for HAS_CLASS_CREATE_1:\n"+
+		"[configure-kmod] test.c:23:56: error: macro \"class_create\" requires 2 arguments, but only 1 given\n"), 0o644)
+	if !lostCross(lost) || lostCross(probes) || lostCross(filepath.Join(dir, "missing.log")) {
+		t.Errorf("lostCross: %v %v", lostCross(lost), lostCross(probes))
+	}
+}
