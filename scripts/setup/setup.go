@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	goversion "github.com/hashicorp/go-version"
 
@@ -63,7 +65,9 @@ func Requirements() []Requirement {
 		{Name: "docker engine", Packages: []string{"docker.io"}, Check: checkDocker},
 		{Name: "qemu-system-x86_64", Packages: []string{"qemu-system-x86"}, Check: versionOf("qemu-system-x86_64", "--version")},
 		{Name: "qemu-system-aarch64", Arch: "arm64", Packages: []string{"qemu-system-arm"}, Check: versionOf("qemu-system-aarch64", "--version"),
-			Fix: "apt-get install qemu-system-arm (arm64 kernels of the grid boot under it; their cross compilers are in the arm64 builder images the container stage builds)"},
+			Fix: "apt-get install qemu-system-arm (arm64 kernels of the grid boot under it)"},
+		{Name: "arm64 cross builders", Arch: "arm64", Optional: true, Check: checkCrossImages,
+			Fix: "go run mage.go container builds them (the aarch64 cross gccs and arm64 libraries, in testvm-builder:<suite>-arm64 images) when the grid has arm64 kernels"},
 		{Name: "cmake", Packages: []string{"cmake"}, Check: versionOf("cmake", "--version")},
 		{Name: "debootstrap", Packages: []string{"debootstrap"}, Check: versionOf("debootstrap", "--version")},
 		{Name: "gpgv", Packages: []string{"gpgv", "debian-archive-keyring"}, Check: fileCheck("/usr/share/keyrings/debian-archive-keyring.gpg", "gpgv")},
@@ -92,7 +96,7 @@ func (r Requirement) For(purpose Purpose, arches []string) (required, shown bool
 		return purpose == Test, purpose == Test || r.Optional
 	}
 	if r.Arch != "" {
-		return purpose == Test || slices.Contains(arches, r.Arch), true
+		return !r.Optional && (purpose == Test || slices.Contains(arches, r.Arch)), true
 	}
 	return !r.Optional, true
 }
@@ -371,6 +375,31 @@ func checkDocker(ctx context.Context) (string, error) {
 		return "", errors.New("installed but the daemon is unreachable")
 	}
 	return "engine " + v.Version + ", API " + v.APIVersion, nil
+}
+
+// checkCrossImages lists the arm64 cross builder images the engine has
+// (the container stage builds them; they hold the cross toolchains).
+func checkCrossImages(ctx context.Context) (string, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "testvm-builder:*-arm64-*"))})
+	if err != nil {
+		return "", errors.New("the Docker engine does not answer")
+	}
+	var tags []string
+	for _, im := range list {
+		tags = append(tags, im.RepoTags...)
+	}
+	if len(tags) == 0 {
+		return "", errors.New("none built yet")
+	}
+	slices.Sort(tags)
+	return strings.Join(tags, ", "), nil
 }
 
 var versionRe = regexp.MustCompile(`[0-9]+\.[0-9]+(\.[0-9]+)?`)
