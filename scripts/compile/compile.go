@@ -359,22 +359,35 @@ func recordNoScapOpen(resultsPath, buildDir string, jobs []Job, failed map[strin
 			errs = append(errs, fmt.Errorf("%s: %w (log %s): %s", j.Name(), ErrScapOpen, filepath.Join(buildDir, j.Log), why))
 		}
 	}
-	i := slices.IndexFunc(jobs, func(j Job) bool { return j.Driver == layout.ScapOpen })
-	if i < 0 {
-		return errs, nil
+	for _, shared := range jobs {
+		if shared.Driver != layout.ScapOpen {
+			continue
+		}
+		missing, err := recordNoSharedScapOpen(resultsPath, buildDir, jobs, shared, failed, out)
+		if err != nil {
+			return nil, err
+		}
+		if missing != nil {
+			errs = append(errs, missing)
+		}
 	}
-	shared := jobs[i]
+	return errs, nil
+}
+
+// recordNoSharedScapOpen is recordNoScapOpen for one shared scap-open (one
+// per architecture): the kmod and bpf cells of its architecture.
+func recordNoSharedScapOpen(resultsPath, buildDir string, jobs []Job, shared Job, failed map[string]string, out *ui.Printer) (missing, err error) {
 	if _, built := upToDate(nil, buildDir, shared); built {
-		return errs, nil
+		return nil, nil
 	}
 	why, ok := failed[shared.Name()]
 	if !ok {
 		why = "it did not run"
 	}
 	n := 0
-	err := results.Update(resultsPath, func(f *results.File) error {
+	err = results.Update(resultsPath, func(f *results.File) error {
 		for _, j := range jobs {
-			if j.Driver != layout.Kmod && j.Driver != layout.BPF {
+			if j.Driver != layout.Kmod && j.Driver != layout.BPF || layout.ArchOf(j.Arch) != layout.ArchOf(shared.Arch) {
 				continue
 			}
 			for _, id := range j.Cells {
@@ -395,17 +408,16 @@ func recordNoScapOpen(resultsPath, buildDir string, jobs []Job, failed map[strin
 	if n == 0 {
 		// No cell of the grid needs it (none compiled): a fact, not a
 		// missing answer.
-		out.Linef("compile: scap-open did not build (log %s): %s; no compiled kmod or bpf cell needs it",
-			filepath.Join(buildDir, shared.Log), why)
-		return errs, nil
+		out.Linef("compile: %s did not build (log %s): %s; no compiled kmod or bpf cell needs it",
+			shared.Name(), filepath.Join(buildDir, shared.Log), why)
+		return nil, nil
 	}
 	cells := "cells cannot"
 	if n == 1 {
 		cells = "cell cannot"
 	}
-	errs = append(errs, fmt.Errorf("%w (log %s): %s; %d compiled kmod and bpf %s be tested",
-		ErrScapOpen, filepath.Join(buildDir, shared.Log), why, n, cells))
-	return errs, nil
+	return fmt.Errorf("%w (log %s): %s; %d compiled kmod and bpf %s be tested",
+		ErrScapOpen, filepath.Join(buildDir, shared.Log), why, n, cells), nil
 }
 
 // driversTestErrors returns one error wrapping ErrDriversTest per planned

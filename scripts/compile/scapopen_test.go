@@ -153,3 +153,43 @@ func TestRestoreKeptBuilds(t *testing.T) {
 		t.Errorf("a stale record was kept: %+v", b)
 	}
 }
+
+// Each architecture has its shared scap-open: one that did not build makes
+// errors of its own architecture's cells only.
+func TestRecordNoScapOpenPerArch(t *testing.T) {
+	dir := t.TempDir()
+	rp := filepath.Join(dir, "results.json")
+	amd := CellID{"6.1.0-50-cloud-amd64", "gcc-12", layout.Kmod}
+	arm := CellID{"6.1.0-50-cloud-arm64", "gcc-12", layout.Kmod}
+	err := results.Update(rp, func(f *results.File) error {
+		for _, id := range []CellID{amd, arm} {
+			f.SetCompile(id.Kernel, id.Compiler, id.Driver, results.Compile{Status: results.CompileOK})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := []Job{
+		{Driver: layout.Kmod, Compiler: "gcc-12", Cells: []CellID{amd}},
+		{Driver: layout.Kmod, Compiler: "gcc-12", Arch: layout.Arm64, Cells: []CellID{arm}},
+		{Driver: layout.ScapOpen, Key: "s1", Artifact: layout.ScapOpenFor(""), Log: layout.ScapOpenLogFor("")},
+		{Driver: layout.ScapOpen, Key: "s2", Arch: layout.Arm64, Artifact: layout.ScapOpenFor(layout.Arm64), Log: layout.ScapOpenLogFor(layout.Arm64)},
+	}
+	writeFile(t, filepath.Join(dir, "scap-open"), "elf")
+	writeFile(t, filepath.Join(dir, "scap-open.key"), "s1\n")
+	errs, err := recordNoScapOpen(rp, dir, jobs, map[string]string{"scap-open-arm64": "error: x"}, ui.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "scap-open-arm64.log") || !strings.Contains(errs[0].Error(), "1 compiled kmod and bpf cell cannot") {
+		t.Fatalf("errors %v", errs)
+	}
+	f, _ := results.Load(rp)
+	if c := f.Find(amd.Kernel, amd.Compiler, amd.Driver); c.Test != nil {
+		t.Errorf("the amd64 cell, whose scap-open built, got %+v", c.Test)
+	}
+	if c := f.Find(arm.Kernel, arm.Compiler, arm.Driver); c.Test == nil || c.Test.Status != results.TestError || !strings.Contains(c.Test.Reason, "logs/compile/scap-open-arm64.log") {
+		t.Errorf("the arm64 cell: %+v", c.Test)
+	}
+}
