@@ -244,6 +244,15 @@ func Cleanup(ctx context.Context) error {
 	}
 	vmErr := vm.Cleanup(ctx, c, out)
 	ctErr := container.Cleanup(ctx, c, out)
+	// The bridges of the engines this build dir held (a suite-owned
+	// engine, the tests' engines) that no longer run.
+	names, brErr := setup.RemoveEngineBridges(c.BuildDir)
+	if len(names) > 0 {
+		out.Linef("cleanup: removed the bridges of stopped engines in %s: %s", c.BuildDir, strings.Join(names, ", "))
+	}
+	if brErr != nil {
+		out.Linef("cleanup: %v", brErr)
+	}
 	out.Linef("cleanup: removing %s", c.BuildDir)
 	if err := tree.Remove(c.BuildDir); err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,5 +74,40 @@ func TestEngineBridge(t *testing.T) {
 		t.Errorf("another directory's bridge: %q, %v", other, err)
 	} else {
 		exec.Command("ip", "link", "del", other).Run()
+	}
+}
+
+// The bridges of stopped engines under a directory go; a running
+// engine's (its dockerd.pid names a live process) stays.
+func TestRemoveEngineBridges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a bridge needs root")
+	}
+	root := t.TempDir()
+	stopped, running := filepath.Join(root, "e2e", "engine-a"), filepath.Join(root, "e2e", "engine-b")
+	var names []string
+	for _, dir := range []string{stopped, running} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "dockerd.log"), nil, 0o644)
+		name, err := EngineBridge(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+		t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	}
+	os.WriteFile(filepath.Join(stopped, "dockerd.pid"), []byte("999999999\n"), 0o644)
+	os.WriteFile(filepath.Join(running, "dockerd.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	removed, err := RemoveEngineBridges(root)
+	if err != nil || len(removed) != 1 || removed[0] != names[0] {
+		t.Errorf("removed %v, %v; want %s", removed, err, names[0])
+	}
+	if _, err := net.InterfaceByName(names[0]); err == nil {
+		t.Errorf("bridge %s of a stopped engine still there", names[0])
+	}
+	if _, err := net.InterfaceByName(names[1]); err != nil {
+		t.Errorf("bridge %s of a running engine removed: %v", names[1], err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -317,12 +318,10 @@ func startPrivateDocker(out *ui.Printer, host, dir string) error {
 // bridge, and every container or image build of the system engine that
 // needs a network fails after it ("could not find bridge docker0").
 func EngineBridge(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
+	name, err := bridgeName(dir)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(abs))
-	name := "tvm" + hex.EncodeToString(sum[:])[:8] // at most 15 characters
 	if _, err := net.InterfaceByName(name); err == nil {
 		return name, nil
 	}
@@ -332,6 +331,59 @@ func EngineBridge(dir string) (string, error) {
 		}
 	}
 	return name, nil
+}
+
+// bridgeName is the bridge EngineBridge gives the engine of dir.
+func bridgeName(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return "tvm" + hex.EncodeToString(sum[:])[:8], nil // at most 15 characters
+}
+
+// RemoveEngineBridges deletes the bridges EngineBridge made for the
+// engines whose state is under root (a directory holding dockerd.log, up
+// to three levels down) and that no longer run (no live dockerd.pid); it
+// returns their names. An engine still running keeps its bridge.
+func RemoveEngineBridges(root string) ([]string, error) {
+	var removed []string
+	var errs []error
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			if rel, _ := filepath.Rel(root, p); strings.Count(rel, string(filepath.Separator)) >= 3 || d.Name() == "data" || d.Name() == "exec" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Name() != "dockerd.log" {
+			return nil
+		}
+		dir := filepath.Dir(p)
+		if b, err := os.ReadFile(filepath.Join(dir, "dockerd.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+				return nil // running
+			}
+		}
+		name, err := bridgeName(dir)
+		if err != nil {
+			return nil
+		}
+		if _, err := net.InterfaceByName(name); err != nil {
+			return nil
+		}
+		if out, err := exec.Command(lookPath("ip"), "link", "del", name).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("bridge %s of the engine in %s: ip link del: %v: %s", name, dir, err, strings.TrimSpace(string(out))))
+			return nil
+		}
+		removed = append(removed, name)
+		return nil
+	})
+	return removed, errors.Join(errs...)
 }
 
 func (r Requirement) fix() string {

@@ -83,6 +83,9 @@ func TCPEngine(t *testing.T, name, hide string) string {
 		if err := tree.Remove(filepath.Join(dir, "exec")); err != nil {
 			t.Error(err)
 		}
+		if _, err := setup.RemoveEngineBridges(dir); err != nil {
+			t.Error(err)
+		}
 	})
 	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
