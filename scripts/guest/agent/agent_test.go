@@ -428,3 +428,25 @@ func TestAmbient(t *testing.T) {
 		t.Errorf("%d background calls after stop", after-got)
 	}
 }
+
+// The pid limit is raised to a live system's, never lowered.
+func TestRaisePidMax(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pid_max")
+	os.WriteFile(f, []byte("32768\n"), 0o644)
+	if err := raisePidMax(f, livePidMax); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(f); string(b) != "4194304\n" {
+		t.Errorf("pid_max = %q", b)
+	}
+	os.WriteFile(f, []byte("8388608\n"), 0o644)
+	if err := raisePidMax(f, livePidMax); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(f); string(b) != "8388608\n" {
+		t.Errorf("pid_max lowered to %q", b)
+	}
+	if err := raisePidMax(filepath.Join(t.TempDir(), "missing"), livePidMax); err == nil {
+		t.Error("no error for a missing file")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ func (r *cellRunner) behaviour(b *guest.BehaviourRun) *guest.Behaviour {
 		}
 	}
 	restamp(b.Root)
+	if err := raisePidMax(pidMaxFile, livePidMax); err != nil {
+		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
+	}
 	inRoot := behaviourReport()
 	report := filepath.Join(b.Root, inRoot)
 	defer os.Remove(report)
@@ -297,4 +301,33 @@ func restamp(root string) {
 		_ = unix.Chmod(p, st.Mode&07777)
 		return nil
 	})
+}
+
+// pidMaxFile is the kernel's limit on pids.
+const pidMaxFile = "/proc/sys/kernel/pid_max"
+
+// livePidMax is kernel.pid_max on a live 64-bit system: systemd sets it so
+// (its sysctl.d/50-pid-max.conf). The kernel's own default follows the
+// number of possible CPUs, 32768 in arm64's one-CPU virt VM, and libs'
+// tests create processes with chosen pids above that (clone3 with set_tid
+// 61001, which fails with EINVAL under the default).
+const livePidMax = 4194304
+
+// raisePidMax raises the pid limit in file to at least want.
+func raisePidMax(file string, want int) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	have, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if have >= want {
+		return nil
+	}
+	if err := os.WriteFile(file, []byte(strconv.Itoa(want)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("raise %s from %d to %d: %w", file, have, want, err)
+	}
+	return nil
 }
