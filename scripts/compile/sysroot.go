@@ -1,11 +1,8 @@
 package compile
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/falcosecurity/libs/test/vm/scripts/elfdeps"
 )
@@ -16,25 +13,8 @@ import (
 // is read once, where its package put it.
 func GlibcNeed(sysroot string) (string, error) {
 	need := ""
-	err := filepath.WalkDir(sysroot, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil || fi.Mode()&0o111 == 0 || fi.Size() < 64 {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if !bytes.HasPrefix(b, []byte("\x7fELF")) {
-			return nil
-		}
-		vs, err := elfdeps.GlibcNeeds(bytes.NewReader(b))
+	err := elfdeps.Programs(sysroot, func(p string, f *os.File) error {
+		vs, err := elfdeps.GlibcNeeds(f)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -162,6 +164,31 @@ func find(root fs.FS, soname string, dirs []string, machine elf.Machine) (string
 		}
 	}
 	return "", "", fmt.Errorf("no %s build of it in %s", MachineName(machine), strings.Join(dirs, ":"))
+}
+
+// Programs calls fn for every ELF program under root (a regular file with
+// an execute bit and the ELF magic), with the file open. Symlinks are not
+// followed, so each program is read once, where its package put it.
+func Programs(root string, fn func(path string, f *os.File) error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil || fi.Mode()&0o111 == 0 || fi.Size() < 64 {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		var magic [4]byte
+		if _, err := f.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
+			return nil
+		}
+		return fn(p, f)
+	})
 }
 
 // machineOf reads the e_machine of the ELF file name in root, or

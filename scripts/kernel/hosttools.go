@@ -3,7 +3,7 @@ package kernel
 import (
 	"debug/elf"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,21 +19,8 @@ import (
 func checkHostTools(sysroot string) error {
 	var foreign []string
 	var machine elf.Machine
-	err := filepath.WalkDir(sysroot, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil || fi.Mode()&0o111 == 0 || fi.Size() < 64 {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		m, ok := elfdeps.Machine(f)
-		if ok && m != elf.EM_X86_64 {
+	err := elfdeps.Programs(sysroot, func(p string, f *os.File) error {
+		if m, ok := elfdeps.Machine(io.NewSectionReader(f, 0, 64)); ok && m != elf.EM_X86_64 {
 			rel, _ := filepath.Rel(sysroot, p)
 			foreign = append(foreign, rel)
 			machine = m

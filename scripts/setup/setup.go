@@ -411,7 +411,9 @@ func checkGo(context.Context) (string, error) {
 // DockerUnreachable is the one line printed when the engine does not answer.
 const DockerUnreachable = "the Docker daemon is unreachable (start it: `dockerd &` as root, or `systemctl start docker`; or run `go run mage.go setup`)"
 
-func checkDocker(ctx context.Context) (string, error) {
+// askEngine calls ask with a client of the engine DOCKER_HOST names and a
+// context that gives it 5 s.
+func askEngine(ctx context.Context, ask func(context.Context, *client.Client) (string, error)) (string, error) {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return "", err
@@ -419,6 +421,14 @@ func checkDocker(ctx context.Context) (string, error) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	return ask(ctx, cli)
+}
+
+func checkDocker(ctx context.Context) (string, error) {
+	return askEngine(ctx, engineVersion)
+}
+
+func engineVersion(ctx context.Context, cli *client.Client) (string, error) {
 	v, err := cli.ServerVersion(ctx)
 	if err != nil {
 		if !onPath("dockerd") && !onPath("docker") {
@@ -432,13 +442,10 @@ func checkDocker(ctx context.Context) (string, error) {
 // checkCrossImages lists the arm64 cross builder images the engine has
 // (the container stage builds them; they hold the cross toolchains).
 func checkCrossImages(ctx context.Context) (string, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return "", err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	return askEngine(ctx, crossImages)
+}
+
+func crossImages(ctx context.Context, cli *client.Client) (string, error) {
 	list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "testvm-builder:*-arm64-*"))})
 	if err != nil {
 		return "", errors.New("the Docker engine does not answer")
